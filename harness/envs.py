@@ -1,0 +1,176 @@
+"""Short env names, their Gymnasium ids and sizes, D4RL reference returns, the vector-env factory.
+
+>>> spec = resolve_env("hopper")
+>>> spec.env_id, spec.state_dim, spec.act_dim
+('Hopper-v4', 11, 3)
+>>> resolve_env("walker2d", version="v5").env_id
+'Walker2d-v5'
+>>> resolve_env("HalfCheetah-v5").name
+'halfcheetah'
+>>> round(spec.normalized_score(3234.3), 6)
+100.0
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+
+from harness.errors import HarnessError
+
+#: Env versions that Gymnasium ships for the MuJoCo locomotion tasks and that run on `mujoco`.
+VERSIONS: tuple[str, ...] = ("v4", "v5")
+DEFAULT_VERSION = "v4"
+
+
+@dataclass(frozen=True)
+class EnvFamily:
+    """One locomotion task, whatever its version.
+
+    Attributes:
+        name: short name used on the command line (``hopper``).
+        gym_name: Gymnasium id without the version (``Hopper``).
+        state_dim: observation size.
+        act_dim: action size.
+        random_return: D4RL reference return of a random policy (``d4rl/infos.py``).
+        expert_return: D4RL reference return of an expert policy.
+    """
+
+    name: str
+    gym_name: str
+    state_dim: int
+    act_dim: int
+    random_return: float
+    expert_return: float
+
+
+FAMILIES: dict[str, EnvFamily] = {
+    f.name: f
+    for f in (
+        EnvFamily("hopper", "Hopper", 11, 3, -20.272305, 3234.3),
+        EnvFamily("walker2d", "Walker2d", 17, 6, 1.629008, 4592.3),
+        EnvFamily("halfcheetah", "HalfCheetah", 17, 6, -280.178953, 12135.0),
+    )
+}
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """A concrete env: a family at one Gymnasium version.
+
+    Attributes:
+        family: the task.
+        version: ``v4`` or ``v5``.
+    """
+
+    family: EnvFamily
+    version: str
+
+    @property
+    def name(self) -> str:
+        return self.family.name
+
+    @property
+    def env_id(self) -> str:
+        return f"{self.family.gym_name}-{self.version}"
+
+    @property
+    def state_dim(self) -> int:
+        return self.family.state_dim
+
+    @property
+    def act_dim(self) -> int:
+        return self.family.act_dim
+
+    @property
+    def max_episode_steps(self) -> int:
+        steps = gym.spec(self.env_id).max_episode_steps
+        return int(steps) if steps is not None else 1000
+
+    def normalized_score(self, returns: float | np.ndarray) -> float | np.ndarray:
+        """D4RL normalised score ``100 * (R - R_random) / (R_expert - R_random)``, any shape."""
+        return normalized_score(self.family, returns)
+
+
+def normalized_score(family: EnvFamily, returns: float | np.ndarray) -> float | np.ndarray:
+    """D4RL normalised score of raw returns (scalar or array, same shape out)."""
+    lo, hi = family.random_return, family.expert_return
+    value = 100.0 * (np.asarray(returns, dtype=np.float64) - lo) / (hi - lo)
+    return float(value) if value.ndim == 0 else value
+
+
+_FULL_ID = re.compile(r"^(?P<base>[A-Za-z0-9]+)-(?P<version>v\d+)$")
+
+
+def resolve_env(name: str, version: str = DEFAULT_VERSION) -> EnvSpec:
+    """Turn a short name (``hopper``) or a full Gymnasium id (``Hopper-v5``) into an EnvSpec.
+
+    A full id carries its own version and ignores ``version``.
+
+    Raises:
+        HarnessError: unknown name or version, with the known ones listed.
+    """
+    known = ", ".join(FAMILIES)
+    if version not in VERSIONS:
+        raise HarnessError(f"unknown env version {version!r}; use one of: {', '.join(VERSIONS)}")
+    key = name.strip().lower()
+    if key in FAMILIES:
+        return EnvSpec(FAMILIES[key], version)
+    match = _FULL_ID.match(name.strip())
+    if match:
+        base = match["base"].lower()
+        if base in FAMILIES:
+            if match["version"] not in VERSIONS:
+                raise HarnessError(
+                    f"env {name!r}: version {match['version']} is not supported; "
+                    f"use one of: {', '.join(VERSIONS)} (e.g. {FAMILIES[base].gym_name}-v4)"
+                )
+            return EnvSpec(FAMILIES[base], match["version"])
+    raise HarnessError(f"unknown env {name!r}; use one of: {known} (or a full id such as Hopper-v4)")
+
+
+@contextmanager
+def _quiet_construction() -> Iterator[None]:
+    """Silence Gymnasium's out-of-date notice for -v4 and MuJoCo's model-compiler notices.
+
+    -v4 is deliberate (closest to the D4RL -v3 envs). MuJoCo 4 prints a deprecation notice
+    for ``settotalmass`` in HalfCheetah's XML once per env built; it says nothing about the
+    simulation, so it is dropped while the envs are built and the previous handler restored.
+    """
+    import mujoco
+
+    previous = mujoco.get_mju_user_warning()
+    mujoco.set_mju_user_warning(lambda msg: None)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*is out of date.*")
+            yield
+    finally:
+        mujoco.set_mju_user_warning(previous)
+
+
+def make_vector_env(env_id: str, num_envs: int) -> gym.vector.VectorEnv:
+    """A synchronous vector env of ``num_envs`` slots with autoreset DISABLED.
+
+    Finished slots must be reset by the caller with ``reset(seed=[...],
+    options={"reset_mask": mask})``; stepping a finished slot is an error in Gymnasium.
+    """
+    with _quiet_construction():
+        return gym.make_vec(
+            env_id,
+            num_envs=num_envs,
+            vectorization_mode="sync",
+            vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.DISABLED},
+        )
+
+
+def make_env(env_id: str) -> gym.Env:
+    """One env, as the tutorial makes it (``gym.make``), without construction notices."""
+    with _quiet_construction():
+        return gym.make(env_id)

@@ -1,0 +1,47 @@
+"""A tiny deterministic env with known returns, lengths and endings, for exact rollout tests."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+
+ENV_ID = "HarnessTest/Counter-v0"
+TIME_LIMIT = 9
+
+
+class CounterEnv(gym.Env):
+    """Observation ``(3,)``: [t / 10, seed mod 3, sum of the last action]; action ``(2,)``.
+
+    Reward at step t (0-based) is ``0.5 + 0.1 * (seed % 3) + 0.01 * t``; the episode terminates
+    after ``3 + seed % 9`` steps unless the time limit (9) truncates it first.
+    """
+
+    observation_space = gym.spaces.Box(-np.inf, np.inf, (3,), np.float64)
+    action_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.s = int(seed) if seed is not None else int(self.np_random.integers(1000))
+        self.t = 0
+        return np.array([0.0, self.s % 3, 0.0]), {}
+
+    def step(self, action):
+        reward = 0.5 + 0.1 * (self.s % 3) + 0.01 * self.t
+        self.t += 1
+        obs = np.array([self.t / 10, self.s % 3, float(np.sum(action))])
+        return obs, reward, self.t >= expected_length(self.s), False, {}
+
+
+def expected_length(seed: int) -> int:
+    return 3 + seed % 9
+
+
+def expected(seed: int) -> tuple[float, int, bool]:
+    """(return, length, terminated) of the episode reset with ``seed``."""
+    length = min(expected_length(seed), TIME_LIMIT)
+    ret = sum(0.5 + 0.1 * (seed % 3) + 0.01 * t for t in range(length))
+    return ret, length, expected_length(seed) <= TIME_LIMIT
+
+
+if ENV_ID not in gym.registry:
+    gym.register(ENV_ID, entry_point=CounterEnv, max_episode_steps=TIME_LIMIT)
