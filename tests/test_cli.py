@@ -157,6 +157,10 @@ BAD = [
     (["--envs", "hopper", "--checkpoint", "hopper={hopper}", "--num-envs", "0"], "--num-envs must be between 1"),
     (["--envs", "hopper", "--checkpoint", "hopper={hopper}", "--episodes", "2.5"], "'2.5' is not a whole number"),
     (["--envs", "hopper", "--checkpoint", "hopper={hopper}", "--device", "tpu"], "unknown --device 'tpu'"),
+    (["--envs", "hopper", "--checkpoint", "hopper={hopper}", "--seed", "-1"], "--seed must be between 0"),
+    (["--envs", "hopper", "--checkpoint", "hopper={hopper}", "--num-envs", "100000"], "--num-envs must be between 1"),
+    (["--envs", "hopper", "--checkpoint", "hopper={hopper}", "--num-targets", "0"], "--num-targets must be between"),
+    (["--envs", "hopper", "--checkpoint", "hopper="], "names no folder or Hub id"),
 ]
 
 

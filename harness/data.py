@@ -1,0 +1,186 @@
+"""Offline datasets in the tutorial's schema: one row per trajectory.
+
+Each trajectory has ``observations`` ``(T, state_dim)``, ``actions`` ``(T, act_dim)``,
+``rewards`` ``(T,)`` and ``dones`` ``(T,)``, all float32. In memory the trajectories are kept
+concatenated, with offsets, so that training can gather windows with numpy indexing:
+
+>>> import numpy as np
+>>> trajs = [dict(observations=np.zeros((3, 2)), actions=np.zeros((3, 1)), rewards=np.ones(3),
+...               dones=np.array([0, 0, 1])) for _ in range(2)]
+>>> ds = OfflineDataset.from_trajectories(trajs)
+>>> ds.num_trajectories, ds.num_transitions, ds.returns().tolist(), ds.lengths().tolist()
+(2, 6, [3.0, 3.0], [3, 3])
+
+Sources: local parquet files written by ``python -m harness.collect`` (:meth:`from_parquet`)
+and, for users who are online, the Hugging Face Hub (:meth:`from_hub`, e.g.
+``edbeeching/decision_transformer_gym_replay`` with config ``halfcheetah-expert-v2``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from harness.checkpoints import DatasetSummary
+from harness.errors import HarnessError
+
+COLUMNS = ("observations", "actions", "rewards", "dones")
+
+
+def _matrix(rows: object) -> np.ndarray:
+    """A ``(T, d)`` float32 array from a 2-D array or a sequence of rows (lists or arrays)."""
+    seq = list(rows)  # type: ignore[call-overload]
+    return np.stack([np.asarray(r, dtype=np.float32) for r in seq]) if seq else np.zeros((0, 0), np.float32)
+
+
+@dataclass(frozen=True)
+class OfflineDataset:
+    """Concatenated trajectories.
+
+    Attributes:
+        observations: ``(N, state_dim)`` float32, N transitions in all.
+        actions: ``(N, act_dim)`` float32.
+        rewards: ``(N,)`` float32.
+        dones: ``(N,)`` float32, 1 where the env terminated (not at the time limit).
+        starts: ``(num_trajectories + 1,)`` int64 offsets; trajectory i is ``starts[i]:starts[i+1]``.
+    """
+
+    observations: np.ndarray
+    actions: np.ndarray
+    rewards: np.ndarray
+    dones: np.ndarray
+    starts: np.ndarray
+
+    @classmethod
+    def from_trajectories(cls, trajectories: Iterable[Mapping[str, object]]) -> OfflineDataset:
+        """Build from per-trajectory mappings with the four schema keys."""
+        parts: dict[str, list[np.ndarray]] = {c: [] for c in COLUMNS}
+        lengths = []
+        for i, traj in enumerate(trajectories):
+            missing = [c for c in COLUMNS if c not in traj]
+            if missing:
+                raise HarnessError(f"trajectory {i} lacks {', '.join(missing)}; each row needs {', '.join(COLUMNS)}")
+            obs = _matrix(traj["observations"])
+            act = _matrix(traj["actions"])
+            rew = np.asarray(traj["rewards"], dtype=np.float32).reshape(-1)
+            done = np.asarray(traj["dones"], dtype=np.float32).reshape(-1)
+            n = len(rew)
+            if n == 0 or not (len(obs) == len(act) == len(done) == n):
+                raise HarnessError(
+                    f"trajectory {i} has {len(obs)} observations, {len(act)} actions, {n} rewards and "
+                    f"{len(done)} dones; they must be equal and non-zero"
+                )
+            for c, arr in zip(COLUMNS, (obs, act, rew, done), strict=True):
+                parts[c].append(arr)
+            lengths.append(n)
+        if not lengths:
+            raise HarnessError("the dataset holds no trajectories")
+        starts = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        return cls(*(np.concatenate(parts[c]) for c in COLUMNS), starts=starts)
+
+    @property
+    def num_trajectories(self) -> int:
+        return len(self.starts) - 1
+
+    @property
+    def num_transitions(self) -> int:
+        return int(self.starts[-1])
+
+    @property
+    def state_dim(self) -> int:
+        return int(self.observations.shape[1])
+
+    @property
+    def act_dim(self) -> int:
+        return int(self.actions.shape[1])
+
+    def lengths(self) -> np.ndarray:
+        """``(num_trajectories,)`` int64 lengths."""
+        return np.diff(self.starts)
+
+    def returns(self) -> np.ndarray:
+        """``(num_trajectories,)`` float64 undiscounted returns."""
+        return np.add.reduceat(self.rewards.astype(np.float64), self.starts[:-1])
+
+    def trajectory(self, i: int) -> dict[str, np.ndarray]:
+        """Trajectory ``i`` as the four schema arrays."""
+        sl = slice(self.starts[i], self.starts[i + 1])
+        return {c: getattr(self, c)[sl] for c in COLUMNS}
+
+    def state_stats(self, eps: float = 1e-6) -> tuple[np.ndarray, np.ndarray]:
+        """``(state_dim,)`` mean and std + eps of all observations (the paper's normalisation)."""
+        obs = self.observations.astype(np.float64)
+        return obs.mean(axis=0), obs.std(axis=0) + eps
+
+    def summary(self, name: str) -> DatasetSummary:
+        """Size and return distribution, as stored with every checkpoint trained on it."""
+        r = self.returns()
+        p10, median, p90 = np.percentile(r, [10, 50, 90])
+        return DatasetSummary(
+            name=name,
+            trajectories=self.num_trajectories,
+            transitions=self.num_transitions,
+            return_min=float(r.min()),
+            return_p10=float(p10),
+            return_median=float(median),
+            return_p90=float(p90),
+            return_max=float(r.max()),
+            mean_length=float(self.lengths().mean()),
+        )
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per trajectory with list-valued columns (the tutorial's schema)."""
+        rows = [self.trajectory(i) for i in range(self.num_trajectories)]
+        return pd.DataFrame(
+            {
+                "observations": [list(r["observations"]) for r in rows],
+                "actions": [list(r["actions"]) for r in rows],
+                "rewards": [r["rewards"] for r in rows],
+                "dones": [r["dones"] for r in rows],
+            }
+        )
+
+    def to_parquet(self, path: str | Path) -> Path:
+        """Write the tutorial's schema as parquet (written to a temp name, then renamed)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        self.to_frame().to_parquet(tmp, index=False)
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame) -> OfflineDataset:
+        missing = [c for c in COLUMNS if c not in frame.columns]
+        if missing:
+            raise HarnessError(f"dataset lacks the columns {', '.join(missing)}; expected {', '.join(COLUMNS)}")
+        return cls.from_trajectories(frame[list(COLUMNS)].to_dict("records"))
+
+    @classmethod
+    def from_parquet(cls, path: str | Path) -> OfflineDataset:
+        """Read a parquet file in the tutorial's schema."""
+        path = Path(path)
+        if not path.is_file():
+            raise HarnessError(f"dataset {path} does not exist; write one with python -m harness.collect")
+        try:
+            frame = pd.read_parquet(path)
+        except Exception as exc:  # pyarrow raises several types for a bad file
+            raise HarnessError(f"dataset {path} is not a readable parquet file ({type(exc).__name__}: {exc})") from None
+        return cls.from_frame(frame)
+
+    @classmethod
+    def from_hub(cls, name: str, config: str, split: str = "train") -> OfflineDataset:
+        """Load a dataset of the tutorial's schema from the Hugging Face Hub (needs ``datasets``)."""
+        try:
+            from datasets import load_dataset
+        except ImportError:
+            raise HarnessError("loading from the Hub needs the datasets package: pip install 'harness[data]'") from None
+        try:
+            ds = load_dataset(name, config, split=split)
+        except Exception as exc:
+            raise HarnessError(f"could not load {name} ({config}) from the Hugging Face Hub ({exc})") from None
+        return cls.from_frame(ds.to_pandas())

@@ -1,0 +1,315 @@
+"""Train a Decision Transformer on an offline dataset: ``python -m harness.train``.
+
+The recipe of the Hugging Face tutorial ("Train your first Decision Transformer") on the
+``transformers`` Trainer: states normalised with the dataset mean/std (+1e-6), returns-to-go
+(undiscounted suffix sums) divided by 1000, trajectories sampled in proportion to their length,
+windows of K = 20 timesteps left-padded (actions padded with -10, mask 0), and the masked MSE of
+the predicted actions as the loss. Defaults as the tutorial: batch 64, lr 1e-4, weight decay
+1e-4, warm-up ratio 0.1, AdamW, max grad norm 0.25; hidden 128, 3 layers, 1 head.
+
+    python -m harness.train --data data/hopper.parquet --env hopper --steps 15000 --bf16 --out ckpt/hopper
+
+The collator is vectorised: everything per transition (normalised state, return-to-go,
+timestep) is computed once; a batch is one numpy gather. Writes a checkpoint in the evaluator's
+format (``harness.checkpoints``) with the dataset summary, and ``train_log.csv`` beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from transformers import DecisionTransformerConfig, DecisionTransformerModel
+
+from harness.checkpoints import DEFAULT_RETURN_SCALE, save_checkpoint
+from harness.data import OfflineDataset
+from harness.envs import resolve_env
+from harness.errors import HarnessError
+
+
+class WindowCollator:
+    """Samples training windows from an :class:`OfflineDataset` with numpy gathers.
+
+    Sampling a trajectory in proportion to its length and then a start uniformly inside it is
+    the same as sampling the start uniformly over all transitions, which is what this does.
+    The window holds timesteps ``start .. start + K - 1`` cut at the trajectory's end and
+    left-padded to K, as the tutorial's collator.
+
+    Args:
+        data: the dataset.
+        context_length: K.
+        scale: return scale.
+        max_ep_len: timesteps are clamped to ``max_ep_len - 1``.
+        seed: seed of the sampling generator.
+    """
+
+    def __init__(
+        self,
+        data: OfflineDataset,
+        context_length: int = 20,
+        scale: float = DEFAULT_RETURN_SCALE,
+        max_ep_len: int = 1000,
+        seed: int = 0,
+    ) -> None:
+        self.k = context_length
+        self.rng = np.random.default_rng(seed)
+        self.state_mean, self.state_std = data.state_stats()
+        n = data.num_transitions
+        traj = np.repeat(np.arange(data.num_trajectories), data.lengths())  # (N,) trajectory of each transition
+        self.end = data.starts[1:][traj]  # (N,) one past the last transition of its trajectory
+        self.timestep = np.minimum(np.arange(n) - data.starts[:-1][traj], max_ep_len - 1)  # (N,)
+        # undiscounted suffix sums within each trajectory: total from here to the trajectory's end
+        csum = np.concatenate([[0.0], np.cumsum(data.rewards.astype(np.float64))])
+        self.rtg = ((csum[self.end] - csum[np.arange(n)]) / scale).astype(np.float32)  # (N,)
+        self.states = ((data.observations - self.state_mean) / self.state_std).astype(np.float32)  # (N, S)
+        self.actions = data.actions.astype(np.float32)  # (N, A)
+        self.n = n
+
+    def sample(self, batch_size: int) -> dict[str, torch.Tensor]:
+        """A batch of ``(batch_size, K, ·)`` windows at uniformly drawn transitions."""
+        return self.windows(self.rng.integers(0, self.n, size=batch_size))
+
+    def windows(self, start: np.ndarray) -> dict[str, torch.Tensor]:
+        """The windows starting at the transitions ``start`` ``(B,)`` (the model's keyword arguments)."""
+        k = self.k
+        batch_size = len(start)
+        tlen = np.minimum(k, self.end[start] - start)  # (B,) valid timesteps in the window
+        pos = np.arange(k)[None, :]  # (1, K)
+        pad = (k - tlen)[:, None]  # (B, 1)
+        valid = pos >= pad  # (B, K), padding on the left
+        idx = np.where(valid, start[:, None] + pos - pad, 0)  # (B, K) transition index (0 on padding)
+        states = np.where(valid[..., None], self.states[idx], 0.0)
+        actions = np.where(valid[..., None], self.actions[idx], -10.0)
+        rtg = np.where(valid, self.rtg[idx], 0.0)[..., None]
+        timesteps = np.where(valid, self.timestep[idx], 0)
+        return {
+            "states": torch.from_numpy(states.astype(np.float32)),
+            "actions": torch.from_numpy(actions.astype(np.float32)),
+            "rewards": torch.zeros(batch_size, k, 1),
+            "returns_to_go": torch.from_numpy(rtg.astype(np.float32)),
+            "timesteps": torch.from_numpy(timesteps.astype(np.int64)),
+            "attention_mask": torch.from_numpy(valid.astype(np.int64)),
+        }
+
+    def __call__(self, features: list[Any]) -> dict[str, torch.Tensor]:
+        """Trainer interface: the features only give the batch size."""
+        return self.sample(len(features))
+
+
+class TrainableDT(DecisionTransformerModel):
+    """The tutorial's model class: the loss is the masked MSE of the predicted actions."""
+
+    def forward(self, **kwargs: Any) -> dict[str, torch.Tensor]:  # type: ignore[override]
+        output = super().forward(**kwargs, return_dict=True)
+        preds = output.action_preds
+        act_dim = preds.shape[2]
+        keep = kwargs["attention_mask"].reshape(-1) > 0
+        preds = preds.reshape(-1, act_dim)[keep]
+        targets = kwargs["actions"].reshape(-1, act_dim)[keep]
+        return {"loss": torch.mean((preds.float() - targets) ** 2)}
+
+
+class _Steps(torch.utils.data.Dataset):
+    """A stand-in dataset: the collator samples windows itself."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> dict[str, int]:
+        return {"i": i}
+
+
+@dataclass
+class TrainConfig:
+    """One training run."""
+
+    data: str
+    """Parquet dataset in the tutorial's schema (python -m harness.collect)."""
+    env: str
+    """Env the data comes from (hopper, walker2d, halfcheetah or a full id)."""
+    out: str
+    """Checkpoint folder to write."""
+    steps: int = 15_000
+    """Optimizer steps."""
+    batch_size: int = 64
+    lr: float = 1e-4
+    weight_decay: float = 1e-4
+    warmup_ratio: float = 0.1
+    max_grad_norm: float = 0.25
+    hidden_size: int = 128
+    n_layer: int = 3
+    n_head: int = 1
+    context_length: int = 20
+    bf16: bool = False
+    """bf16 autocast on the CPU (fp32 weights and optimizer)."""
+    seed: int = 0
+    save_steps: int = 2000
+    """Trainer checkpoints (with optimizer state) every N steps, to resume an interrupted run."""
+    threads: int = 0
+    """Torch CPU threads (0: torch's default). Use 1 per run when runs share the cores."""
+    resume: bool = False
+    """Resume from the last Trainer checkpoint under ``<out>/trainer``."""
+    name: str | None = None
+    """Dataset name stored in the summary; default: the file stem."""
+
+
+def train(cfg: TrainConfig) -> Path:
+    """Train and write the checkpoint; returns its folder."""
+    from transformers import Trainer, TrainingArguments, set_seed
+
+    env = resolve_env(cfg.env)
+    data = OfflineDataset.from_parquet(cfg.data)
+    if (data.state_dim, data.act_dim) != (env.state_dim, env.act_dim):
+        raise HarnessError(
+            f"dataset {cfg.data} has state/action sizes {data.state_dim}/{data.act_dim} but {env.env_id} has "
+            f"{env.state_dim}/{env.act_dim}; pass the env the data was collected on"
+        )
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    set_seed(cfg.seed)
+    collator = WindowCollator(data, cfg.context_length, DEFAULT_RETURN_SCALE, 1000, cfg.seed)
+    config = DecisionTransformerConfig(
+        state_dim=env.state_dim,
+        act_dim=env.act_dim,
+        hidden_size=cfg.hidden_size,
+        n_layer=cfg.n_layer,
+        n_head=cfg.n_head,
+        max_ep_len=1000,
+    )
+    model = TrainableDT(config)
+    out = Path(cfg.out)
+    args = TrainingArguments(
+        output_dir=str(out / "trainer"),
+        max_steps=cfg.steps,
+        per_device_train_batch_size=cfg.batch_size,
+        learning_rate=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        warmup_steps=int(cfg.warmup_ratio * cfg.steps),
+        optim="adamw_torch",
+        max_grad_norm=cfg.max_grad_norm,
+        bf16=cfg.bf16,
+        use_cpu=not torch.cuda.is_available(),
+        logging_steps=max(1, min(100, cfg.steps // 20)),
+        save_strategy="steps",
+        save_steps=cfg.save_steps,
+        save_total_limit=2,
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+        report_to=[],
+        seed=cfg.seed,
+        disable_tqdm=False,
+    )
+    trainer = Trainer(model=model, args=args, train_dataset=_Steps(cfg.steps * cfg.batch_size), data_collator=collator)
+    t0 = time.perf_counter()
+    trainer.train(resume_from_checkpoint=cfg.resume or None)
+    elapsed = time.perf_counter() - t0
+
+    plain = DecisionTransformerModel(config)
+    plain.load_state_dict(model.state_dict())
+    summary = data.summary(cfg.name or Path(cfg.data).stem)
+    save_checkpoint(
+        plain,
+        out,
+        state_mean=collator.state_mean,
+        state_std=collator.state_std,
+        env_id=env.env_id,
+        context_length=cfg.context_length,
+        dataset=summary,
+    )
+    log = pd.DataFrame([r for r in trainer.state.log_history if "loss" in r])
+    log.to_csv(out / "train_log.csv", index=False)
+    (out / "train_config.json").write_text(json.dumps(asdict(cfg) | {"train_seconds": elapsed}, indent=2) + "\n")
+    return out
+
+
+def export(trainer_checkpoint: str | Path, cfg: TrainConfig) -> Path:
+    """Write the evaluator checkpoint of an intermediate Trainer checkpoint (``OUT/trainer/checkpoint-N``).
+
+    The statistics and summary come from ``cfg.data``, as at the end of training.
+    """
+    from safetensors.torch import load_file
+
+    env = resolve_env(cfg.env)
+    data = OfflineDataset.from_parquet(cfg.data)
+    folder = Path(trainer_checkpoint)
+    if not (folder / "model.safetensors").is_file():
+        raise HarnessError(f"no model.safetensors in {folder}; pass a Trainer checkpoint folder (checkpoint-N)")
+    config = DecisionTransformerConfig.from_pretrained(folder)
+    model = DecisionTransformerModel(config)
+    model.load_state_dict(load_file(folder / "model.safetensors"))
+    mean, std = data.state_stats()
+    return save_checkpoint(
+        model,
+        cfg.out,
+        state_mean=mean,
+        state_std=std,
+        env_id=env.env_id,
+        context_length=cfg.context_length,
+        dataset=data.summary(cfg.name or Path(cfg.data).stem),
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    d = TrainConfig(data="", env="", out="")
+    p = argparse.ArgumentParser(
+        prog="python -m harness.train",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--data", required=True, help="parquet dataset (python -m harness.collect)")
+    p.add_argument("--env", required=True, help="env the data comes from")
+    p.add_argument("--out", required=True, help="checkpoint folder to write")
+    for name in (
+        "steps",
+        "batch_size",
+        "hidden_size",
+        "n_layer",
+        "n_head",
+        "context_length",
+        "seed",
+        "save_steps",
+        "threads",
+    ):
+        p.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(d, name))
+    for name in ("lr", "weight_decay", "warmup_ratio", "max_grad_norm"):
+        p.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(d, name))
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast (CPU bf16 matrix units)")
+    p.add_argument("--resume", action="store_true", help="resume from the last Trainer checkpoint in OUT/trainer")
+    p.add_argument("--name", default=None, help="dataset name for the summary")
+    p.add_argument(
+        "--export",
+        default=None,
+        metavar="TRAINER_CHECKPOINT",
+        help="do not train: write OUT from an intermediate Trainer checkpoint (OUT/trainer/checkpoint-N)",
+    )
+    args = p.parse_args(argv)
+    export_from = args.export
+    del args.export
+    cfg = TrainConfig(**vars(args))
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    try:
+        if cfg.steps < 1 or cfg.batch_size < 1:
+            raise HarnessError("--steps and --batch-size must be >= 1")
+        out = export(export_from, cfg) if export_from else train(cfg)
+    except HarnessError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
