@@ -33,11 +33,21 @@ def main(argv: list[str] | None = None) -> int:
         env = resolve_env(name)
         torch.manual_seed(args.seed)
         rng = np.random.default_rng(args.seed)
-        cfg = DecisionTransformerConfig(state_dim=env.state_dim, act_dim=env.act_dim, hidden_size=args.hidden,
-                                        n_layer=args.layers, n_head=1, max_ep_len=1000)
-        folder = save_checkpoint(DecisionTransformerModel(cfg), args.out / name,
-                                 state_mean=rng.normal(size=env.state_dim) * 0.1,
-                                 state_std=rng.uniform(0.5, 2.0, size=env.state_dim), env_id=env.env_id)
+        cfg = DecisionTransformerConfig(
+            state_dim=env.state_dim,
+            act_dim=env.act_dim,
+            hidden_size=args.hidden,
+            n_layer=args.layers,
+            n_head=1,
+            max_ep_len=1000,
+        )
+        folder = save_checkpoint(
+            DecisionTransformerModel(cfg),
+            args.out / name,
+            state_mean=rng.normal(size=env.state_dim) * 0.1,
+            state_std=rng.uniform(0.5, 2.0, size=env.state_dim),
+            env_id=env.env_id,
+        )
         print(folder)
     return 0
 

@@ -48,8 +48,10 @@ def return_conditioning_figure(summary: pd.DataFrame) -> Figure:
     fig, axes = plt.subplots(1, len(envs), figsize=(4.2 * len(envs), 4.0), squeeze=False)
     for ax, env in zip(axes[0], envs, strict=True):
         rows = summary[summary["env"] == env]
-        lo = float(np.nanmin(rows[["target_score", "score_ci_low", "score_mean"]].to_numpy()))
-        hi = float(np.nanmax(rows[["target_score", "score_ci_high", "score_mean"]].to_numpy()))
+        cols = ["target_score", "score_mean", "dataset_best_score"]
+        lo = float(np.nanmin(rows[[*cols, "score_ci_low"]].to_numpy()))
+        hi = float(np.nanmax(rows[[*cols, "score_ci_high"]].to_numpy()))
+        hi += 0.03 * (hi - lo)
         lo, hi = min(lo, 0.0), max(hi, 100.0)
         ax.plot([lo, hi], [lo, hi], color="0.55", ls="--", lw=1, label="oracle (y = x)")
         for label, cell in rows.groupby("checkpoint", sort=True):
@@ -70,7 +72,7 @@ def return_conditioning_figure(summary: pd.DataFrame) -> Figure:
         ax.set_xlim(lo, hi)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="upper left")
-    fig.suptitle("Return conditioning: mean and 95% bootstrap CI over episodes", fontsize=10)
+    fig.suptitle("Return conditioning (mean, 95% bootstrap CI)", fontsize=10)
     fig.tight_layout()
     return fig
 
