@@ -34,14 +34,20 @@ from harness.data import OfflineDataset
 from harness.envs import resolve_env
 from harness.errors import HarnessError
 
+ANCHORS = ("end", "start")
+
 
 class WindowCollator:
     """Samples training windows from an :class:`OfflineDataset` with numpy gathers.
 
-    Sampling a trajectory in proportion to its length and then a start uniformly inside it is
-    the same as sampling the start uniformly over all transitions, which is what this does.
-    The window holds timesteps ``start .. start + K - 1`` cut at the trajectory's end and
-    left-padded to K, as the tutorial's collator.
+    Sampling a trajectory in proportion to its length and then a timestep uniformly inside it
+    is the same as sampling a transition uniformly over the whole dataset, which is what this
+    does. By default the window *ends* at that transition (left padding only near a
+    trajectory's start, as in evaluation); ``anchor="start"`` reproduces the tutorial's
+    collator, whose window *starts* there and is left-padded when cut by the trajectory's end.
+    That puts padded windows at small timesteps only in short (failed or random) episodes, and
+    a model trained on data with many of them falls at once in evaluation, whose first steps
+    are padded windows at small timesteps (measured: README, "Embedded checkpoints").
 
     Args:
         data: the dataset.
@@ -49,6 +55,7 @@ class WindowCollator:
         scale: return scale.
         max_ep_len: timesteps are clamped to ``max_ep_len - 1``.
         seed: seed of the sampling generator.
+        anchor: ``end`` or ``start``, see above.
     """
 
     def __init__(
@@ -58,13 +65,18 @@ class WindowCollator:
         scale: float = DEFAULT_RETURN_SCALE,
         max_ep_len: int = 1000,
         seed: int = 0,
+        anchor: str = "end",
     ) -> None:
+        if anchor not in ANCHORS:
+            raise ValueError(f"anchor must be one of {ANCHORS}, got {anchor!r}")
+        self.anchor = anchor
         self.k = context_length
         self.rng = np.random.default_rng(seed)
         self.state_mean, self.state_std = data.state_stats()
         n = data.num_transitions
         traj = np.repeat(np.arange(data.num_trajectories), data.lengths())  # (N,) trajectory of each transition
         self.end = data.starts[1:][traj]  # (N,) one past the last transition of its trajectory
+        self.first = data.starts[:-1][traj]  # (N,) first transition of its trajectory
         self.timestep = np.minimum(np.arange(n) - data.starts[:-1][traj], max_ep_len - 1)  # (N,)
         # undiscounted suffix sums within each trajectory: total from here to the trajectory's end
         csum = np.concatenate([[0.0], np.cumsum(data.rewards.astype(np.float64))])
@@ -77,11 +89,22 @@ class WindowCollator:
         """A batch of ``(batch_size, K, ·)`` windows at uniformly drawn transitions."""
         return self.windows(self.rng.integers(0, self.n, size=batch_size))
 
-    def windows(self, start: np.ndarray) -> dict[str, torch.Tensor]:
-        """The windows starting at the transitions ``start`` ``(B,)`` (the model's keyword arguments)."""
+    def windows(self, anchor: np.ndarray) -> dict[str, torch.Tensor]:
+        """The windows anchored at the transitions ``anchor`` ``(B,)`` (the model's keyword arguments).
+
+        ``anchor="end"``: the window ends at the anchor and holds up to K timesteps before it,
+        left-padded near the trajectory's start, exactly as evaluation builds its context.
+        ``anchor="start"`` (the tutorial's collator): the window starts at the anchor and is cut
+        at the trajectory's end, then left-padded.
+        """
         k = self.k
-        batch_size = len(start)
-        tlen = np.minimum(k, self.end[start] - start)  # (B,) valid timesteps in the window
+        batch_size = len(anchor)
+        if self.anchor == "end":
+            tlen = np.minimum(k, anchor - self.first[anchor] + 1)  # (B,) valid timesteps
+            start = anchor - tlen + 1
+        else:
+            start = anchor
+            tlen = np.minimum(k, self.end[start] - start)
         pos = np.arange(k)[None, :]  # (1, K)
         pad = (k - tlen)[:, None]  # (B, 1)
         valid = pos >= pad  # (B, K), padding on the left
@@ -151,6 +174,8 @@ class TrainConfig:
     n_layer: int = 3
     n_head: int = 1
     context_length: int = 20
+    window: str = "end"
+    """Where a training window is anchored: ``end`` (as evaluation) or ``start`` (the tutorial)."""
     bf16: bool = False
     """bf16 autocast on the CPU (fp32 weights and optimizer)."""
     seed: int = 0
@@ -178,7 +203,7 @@ def train(cfg: TrainConfig) -> Path:
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     set_seed(cfg.seed)
-    collator = WindowCollator(data, cfg.context_length, DEFAULT_RETURN_SCALE, 1000, cfg.seed)
+    collator = WindowCollator(data, cfg.context_length, DEFAULT_RETURN_SCALE, 1000, cfg.seed, cfg.window)
     config = DecisionTransformerConfig(
         state_dim=env.state_dim,
         act_dim=env.act_dim,
@@ -284,6 +309,12 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(d, name))
     for name in ("lr", "weight_decay", "warmup_ratio", "max_grad_norm"):
         p.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(d, name))
+    p.add_argument(
+        "--window",
+        choices=ANCHORS,
+        default=d.window,
+        help="training windows end at the sampled step (as evaluation) or start there (the tutorial)",
+    )
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (CPU bf16 matrix units)")
     p.add_argument("--resume", action="store_true", help="resume from the last Trainer checkpoint in OUT/trainer")
     p.add_argument("--name", default=None, help="dataset name for the summary")

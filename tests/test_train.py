@@ -45,14 +45,26 @@ def toy_dataset(lengths=(7, 2, 12, 1)):
     )
 
 
-def test_collator_matches_tutorial_at_every_start():
+@pytest.mark.parametrize("anchor", ["start", "end"])
+def test_collator_matches_per_sample_windows_everywhere(anchor):
+    """``start``: the tutorial's collator; ``end``: the last K timesteps up to the anchor, as evaluation."""
     data = toy_dataset()
-    col = train.WindowCollator(data, context_length=5, max_ep_len=10)
-    starts = np.arange(data.num_transitions)
-    batch = col.windows(starts)
-    for g in starts:
+    col = train.WindowCollator(data, context_length=5, max_ep_len=10, anchor=anchor)
+    anchors = np.arange(data.num_transitions)
+    batch = col.windows(anchors)
+    for g in anchors:
         traj = int(np.searchsorted(data.starts, g, side="right") - 1)
-        want = tutorial_window(data, traj, int(g - data.starts[traj]), 5, col.state_mean, col.state_std, max_ep_len=10)
+        t = int(g - data.starts[traj])
+        if anchor == "start":
+            want = tutorial_window(data, traj, t, 5, col.state_mean, col.state_std, max_ep_len=10)
+        else:
+            si = max(0, t - 4)
+            want = tutorial_window(data, traj, si, t - si + 1, col.state_mean, col.state_std, max_ep_len=10)
+            pad = 5 - (t - si + 1)  # the window of the last t - si + 1 steps, left-padded to K = 5
+            want = {
+                k: np.concatenate([np.full((pad, *v.shape[1:]), -10.0 if k == "actions" else 0.0), v])
+                for k, v in want.items()
+            }
         for key, value in want.items():
             np.testing.assert_allclose(batch[key][g].numpy(), value, rtol=1e-5, atol=1e-6, err_msg=key)
 
