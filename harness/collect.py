@@ -51,13 +51,17 @@ class Source:
     ``handover`` is the fraction of its episodes in which the agent hands control to the uniform
     random policy at a step drawn uniformly from [0, time limit): graded degradation that the
     return-to-go reveals (the agent plays well until it "gives up"), so that low-return
-    behaviour is as predictable from the return as high-return behaviour.
+    behaviour is as predictable from the return as high-return behaviour. ``takeover`` is the
+    fraction in which the random policy plays first and the agent takes over at a uniform step:
+    it shows the agent recovering from poor states in mid-episode (HalfCheetah never falls, so
+    without it a slow cheetah in mid-episode is only ever seen with a spent return-to-go).
     """
 
     algo: str
     noise: float
     transitions: int
     handover: float = 0.0
+    takeover: float = 0.0
 
 
 def _alias_gym() -> None:
@@ -141,21 +145,30 @@ def rollout_source(
     num_envs: int = 8,
     bar: tqdm | None = None,
     handover: float = 0.0,
+    takeover: float = 0.0,
 ) -> list[dict[str, np.ndarray]]:
     """Whole episodes from one source until at least ``transitions`` steps are collected.
 
     ``policy`` None is the uniform random policy. Gaussian noise N(0, noise) is added to the
     agent's action and the result clipped to [-1, 1]. Episode j is reset with ``seed + j``. With
-    probability ``handover`` an episode switches to uniform random actions at a uniform step.
+    probability ``handover`` an episode switches to uniform random actions at a uniform step;
+    with probability ``takeover`` it starts with random actions and the agent takes over then.
     """
     rng = np.random.default_rng(seed)
     envs = make_vector_env(env.env_id, num_envs)
     horizon = env.max_episode_steps
 
-    def draw_switch() -> float:
-        return float(rng.integers(0, horizon)) if rng.random() < handover else np.inf
+    def draw_switch() -> tuple[float, bool]:
+        """(step of the switch, whether random plays first); no switch: (inf, False)."""
+        u = rng.random()
+        if u < handover + takeover:
+            return float(rng.integers(0, horizon)), u >= handover
+        return np.inf, False
 
-    switch_at = np.array([draw_switch() for _ in range(num_envs)])
+    switch_at = np.full(num_envs, np.inf)
+    random_first = np.zeros(num_envs, dtype=bool)
+    for i in range(num_envs):
+        switch_at[i], random_first[i] = draw_switch()
     next_episode = num_envs
     obs, _ = envs.reset(seed=[seed + j for j in range(num_envs)])
     buffers: list[dict[str, list]] = [{"o": [], "a": [], "r": [], "d": []} for _ in range(num_envs)]
@@ -170,7 +183,7 @@ def rollout_source(
             if noise > 0:
                 action = action + rng.normal(0.0, noise, size=action.shape)
             steps = np.array([len(b["r"]) for b in buffers])
-            gave_up = steps >= switch_at
+            gave_up = (steps >= switch_at) != random_first
             if gave_up.any():
                 action[gave_up] = rng.uniform(-1.0, 1.0, size=(int(gave_up.sum()), env.act_dim))
         action = np.clip(action, -1.0, 1.0).astype(np.float32)
@@ -204,7 +217,7 @@ def rollout_source(
                 if collected + running < transitions:
                     seeds[i] = seed + next_episode
                     next_episode += 1
-                    switch_at[i] = draw_switch()
+                    switch_at[i], random_first[i] = draw_switch()
                 else:
                     active[i] = False
                     seeds[i] = seed
@@ -248,6 +261,12 @@ def main(argv: list[str] | None = None) -> int:
         default=0.0,
         help="fraction of agent episodes that switch to random actions at a uniform step",
     )
+    p.add_argument(
+        "--takeover",
+        type=float,
+        default=0.0,
+        help="fraction of agent episodes that start random and switch to the agent at a uniform step",
+    )
     p.add_argument("--random-transitions", type=int, default=0, help="steps of the uniform random policy")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--num-envs", type=int, default=8)
@@ -263,9 +282,16 @@ def main(argv: list[str] | None = None) -> int:
             raise HarnessError(f"--out {args.out} exists; pass a new file name so nothing is overwritten")
         if any(n < 0 for n in args.noise) or args.transitions_per_source < 1 or args.random_transitions < 0:
             raise HarnessError("--noise must be >= 0, --transitions-per-source >= 1, --random-transitions >= 0")
-        if not 0.0 <= args.handover <= 1.0:
-            raise HarnessError(f"--handover must be a fraction in [0, 1], got {args.handover}")
-        sources = [Source(a, n, args.transitions_per_source, args.handover) for a in args.algos for n in args.noise]
+        if not (0.0 <= args.handover and 0.0 <= args.takeover and args.handover + args.takeover <= 1.0):
+            raise HarnessError(
+                f"--handover and --takeover must be fractions summing to at most 1, got {args.handover} and "
+                f"{args.takeover}"
+            )
+        sources = [
+            Source(a, n, args.transitions_per_source, args.handover, args.takeover)
+            for a in args.algos
+            for n in args.noise
+        ]
         if args.random_transitions:
             sources.append(Source(RANDOM, 0.0, args.random_transitions))
         if not sources:
