@@ -119,7 +119,24 @@ def main(argv: list[str] | None = None) -> int:
     }
     (args.out / f"{name}.json").write_text(json.dumps(meta, indent=2) + "\n")
     print(df.to_string(index=False))
+    print(markdown(df, meta))
     return 0
+
+
+def markdown(df: pd.DataFrame, meta: dict) -> str:
+    """The README's table: env-steps/s and ratio against the reference loop, per method and num_envs."""
+    m = meta["machine"]
+    lines = [
+        f"{m['cpu']}, {m['cpu_count']} cores, {m['torch_threads']} torch thread(s); torch "
+        f"{meta['versions']['torch']}, transformers {meta['versions']['transformers']}, "
+        f"mujoco {meta['versions']['mujoco']}.",
+        "",
+        "| method | num_envs | env-steps/s | × reference loop |",
+        "|---|---|---|---|",
+    ]
+    for r in df.itertuples():
+        lines.append(f"| {r.method} | {r.num_envs} | {r.steps_per_s:,.0f} | {r.ratio_vs_reference:.1f} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -178,9 +178,21 @@ def test_bad_input_is_one_line_exit_2(tmp_path, tiny_checkpoints, capsys, args, 
     assert [p.name for p in out.iterdir()] == ["keep.txt"] and (out / "keep.txt").read_text() == "precious"
 
 
-def test_no_checkpoint_says_which_option(capsys, tmp_path):
+def test_no_checkpoint_says_which_option(capsys, tmp_path, monkeypatch):
+    monkeypatch.setattr("harness.sweep.embedded_names", lambda: [])
     code, err = call_main(["--envs", "hopper", "--out", tmp_path / "o"], capsys)
     assert code == 2 and "pass --checkpoint hopper=FOLDER_OR_HUB_ID" in err
+
+
+def test_main_command_uses_the_embedded_checkpoints(tmp_path):
+    """The README's main command, offline, with small settings."""
+    out = tmp_path / "run"
+    proc = run_cli("--envs", "hopper", "walker2d", "halfcheetah", "--num-targets", "2", "--episodes", "1", "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    summary = pd.read_csv(out / "summary.csv")
+    assert sorted(summary["checkpoint"].unique()) == ["halfcheetah", "hopper", "walker2d"]
+    # targets from each embedded dataset's range, and its best trajectory drawn in the figure
+    assert summary["dataset_best_return"].notna().all()
 
 
 def test_cuda_without_gpu(capsys, tmp_path, tiny_checkpoints, monkeypatch):

@@ -112,3 +112,20 @@ def test_collect_cli_random_only(tmp_path):
     ds = OfflineDataset.from_parquet(out)
     assert ds.num_transitions >= 200 and out.with_suffix(".json").exists()
     assert collect.main(["--env", "hopper", "--algos", "--random-transitions", "10", "--out", str(out)]) == 2
+
+
+@pytest.mark.parametrize(("handover", "takeover"), [(1.0, 0.0), (0.0, 1.0)])
+def test_handover_and_takeover_switch_once(handover, takeover):
+    env = resolve_env("halfcheetah")  # never terminates: every episode reaches its switch
+
+    def constant(obs):
+        return np.full((len(obs), env.act_dim), 0.5)
+
+    trajs = collect.rollout_source(env, constant, 0.0, 2000, seed=3, num_envs=2, handover=handover, takeover=takeover)
+    for t in trajs:
+        agent = np.all(t["actions"] == 0.5, axis=1)  # (T,) whether the agent acted at each step
+        changes = np.flatnonzero(np.diff(agent.astype(int)))
+        assert len(changes) <= 1
+        if len(changes):
+            assert agent[0] == (handover > 0)  # agent first for hand-over, random first for take-over
+    assert any(0 < t["actions"].shape[0] and len(np.unique(np.all(t["actions"] == 0.5, axis=1))) == 2 for t in trajs)
