@@ -55,6 +55,8 @@ class Source:
     fraction in which the random policy plays first and the agent takes over at a uniform step:
     it shows the agent recovering from poor states in mid-episode (HalfCheetah never falls, so
     without it a slow cheetah in mid-episode is only ever seen with a spent return-to-go).
+    ``scale`` multiplies the agent's action (before noise): one gait at graded strength, so that
+    the return predicts how hard the agent pushes and the speed in the state reveals it.
     """
 
     algo: str
@@ -62,6 +64,7 @@ class Source:
     transitions: int
     handover: float = 0.0
     takeover: float = 0.0
+    scale: float = 1.0
 
 
 def _alias_gym() -> None:
@@ -146,6 +149,7 @@ def rollout_source(
     bar: tqdm | None = None,
     handover: float = 0.0,
     takeover: float = 0.0,
+    scale: float = 1.0,
 ) -> list[dict[str, np.ndarray]]:
     """Whole episodes from one source until at least ``transitions`` steps are collected.
 
@@ -153,6 +157,7 @@ def rollout_source(
     agent's action and the result clipped to [-1, 1]. Episode j is reset with ``seed + j``. With
     probability ``handover`` an episode switches to uniform random actions at a uniform step;
     with probability ``takeover`` it starts with random actions and the agent takes over then.
+    ``scale`` multiplies the agent's action before the noise is added.
     """
     rng = np.random.default_rng(seed)
     envs = make_vector_env(env.env_id, num_envs)
@@ -179,7 +184,7 @@ def rollout_source(
         if policy is None:
             action = rng.uniform(-1.0, 1.0, size=(num_envs, env.act_dim))
         else:
-            action = policy(obs)
+            action = scale * policy(obs)
             if noise > 0:
                 action = action + rng.normal(0.0, noise, size=action.shape)
             steps = np.array([len(b["r"]) for b in buffers])
@@ -238,7 +243,8 @@ def collect(
     with tqdm(total=total, unit="step", desc=f"collect {env.name}", file=sys.stderr, disable=not progress) as bar:
         for i, s in enumerate(sources):
             trajectories += rollout_source(
-                env, policies[s.algo], s.noise, s.transitions, seed + 100_000 * i, num_envs, bar, handover=s.handover
+                env, policies[s.algo], s.noise, s.transitions, seed + 100_000 * i, num_envs, bar,
+                handover=s.handover, takeover=s.takeover, scale=s.scale,
             )
     return OfflineDataset.from_trajectories(trajectories)
 
@@ -267,6 +273,13 @@ def main(argv: list[str] | None = None) -> int:
         default=0.0,
         help="fraction of agent episodes that start random and switch to the agent at a uniform step",
     )
+    p.add_argument(
+        "--action-scale",
+        type=float,
+        nargs="+",
+        default=[1.0],
+        help="factors on the agent's action (graded strength of one gait); one source per agent x noise x scale",
+    )
     p.add_argument("--random-transitions", type=int, default=0, help="steps of the uniform random policy")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--num-envs", type=int, default=8)
@@ -287,10 +300,13 @@ def main(argv: list[str] | None = None) -> int:
                 f"--handover and --takeover must be fractions summing to at most 1, got {args.handover} and "
                 f"{args.takeover}"
             )
+        if any(not 0.0 <= c <= 1.0 for c in args.action_scale):
+            raise HarnessError(f"--action-scale factors must lie in [0, 1], got {args.action_scale}")
         sources = [
-            Source(a, n, args.transitions_per_source, args.handover, args.takeover)
+            Source(a, n, args.transitions_per_source, args.handover, args.takeover, c)
             for a in args.algos
             for n in args.noise
+            for c in args.action_scale
         ]
         if args.random_transitions:
             sources.append(Source(RANDOM, 0.0, args.random_transitions))

@@ -129,3 +129,18 @@ def test_handover_and_takeover_switch_once(handover, takeover):
         if len(changes):
             assert agent[0] == (handover > 0)  # agent first for hand-over, random first for take-over
     assert any(0 < t["actions"].shape[0] and len(np.unique(np.all(t["actions"] == 0.5, axis=1))) == 2 for t in trajs)
+
+
+def test_cli_flags_reach_the_rollout(tmp_path, monkeypatch):
+    """--takeover and --action-scale change what is collected (they were once parsed and dropped)."""
+    env = resolve_env("halfcheetah")
+    monkeypatch.setattr(collect, "load_agent", lambda *_: lambda obs: np.full((len(obs), env.act_dim), 0.8))
+    out = tmp_path / "d.parquet"
+    argv = ["--env", "halfcheetah", "--algos", "sac", "--transitions-per-source", "2000", "--num-envs", "2"]
+    assert collect.main([*argv, "--takeover", "1", "--action-scale", "0.5", "--out", str(out)]) == 0
+    ds = OfflineDataset.from_parquet(out)
+    agent = np.all(ds.actions == 0.4, axis=1)  # (N,) scaled agent steps: 0.5 * 0.8
+    assert agent.any() and not agent.all() and not np.any(np.all(ds.actions == 0.8, axis=1))
+    first = ds.actions[ds.starts[:-1]]  # (trajectories, act_dim) random plays first in every episode
+    assert not np.any(np.all(first == 0.4, axis=1))
+    assert collect.main([*argv, "--action-scale", "1.5", "--out", str(tmp_path / "e.parquet")]) == 2
