@@ -243,8 +243,16 @@ def collect(
     with tqdm(total=total, unit="step", desc=f"collect {env.name}", file=sys.stderr, disable=not progress) as bar:
         for i, s in enumerate(sources):
             trajectories += rollout_source(
-                env, policies[s.algo], s.noise, s.transitions, seed + 100_000 * i, num_envs, bar,
-                handover=s.handover, takeover=s.takeover, scale=s.scale,
+                env,
+                policies[s.algo],
+                s.noise,
+                s.transitions,
+                seed + 100_000 * i,
+                num_envs,
+                bar,
+                handover=s.handover,
+                takeover=s.takeover,
+                scale=s.scale,
             )
     return OfflineDataset.from_trajectories(trajectories)
 

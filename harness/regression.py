@@ -15,9 +15,11 @@ episode down another trajectory, so the mean then varies like a fresh sample of 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -37,18 +39,24 @@ TARGETS = {
 MIN_TOLERANCE = 3.0
 
 
-def run() -> dict[str, dict[str, float]]:
-    """The fixed sweep: ``{"env/target": {"mean", "std", "n"}}`` in normalised points."""
+@functools.lru_cache(maxsize=2)
+def run(precision: str = "fp32") -> dict[str, dict[str, Any]]:
+    """The fixed sweep: ``{"env/target": {"mean", "std", "n", "scores"}}`` in normalised points.
+
+    Cached per precision within a process (the fp32 run serves both the regression check and
+    the bf16-against-fp32 test).
+    """
     cells = {}
     for env_name, targets in TARGETS.items():
         env = resolve_env(env_name)
-        df = evaluate(load_checkpoint(env_name), env, targets, episodes=EPISODES, seed=SEED)
+        df = evaluate(load_checkpoint(env_name), env, targets, episodes=EPISODES, seed=SEED, precision=precision)
         for target, cell in df.groupby("target"):
-            scores = cell["normalized_score"].to_numpy()
+            scores = cell.sort_values("episode")["normalized_score"].to_numpy()
             cells[f"{env_name}/{target:.0f}"] = {
                 "mean": float(scores.mean()),
                 "std": float(scores.std(ddof=1)),
                 "n": int(scores.size),
+                "scores": [float(x) for x in scores],
             }
     return cells
 
@@ -61,6 +69,25 @@ def compare(reference: dict[str, dict[str, float]], measured: dict[str, dict[str
         tol = max(3.0 * ref["std"] / np.sqrt(ref["n"]), MIN_TOLERANCE)
         status = "FAIL" if got["mean"] < ref["mean"] - tol else "ok"
         lines.append(f"{status:4} {key:18} reference {ref['mean']:6.1f}  now {got['mean']:6.1f}  tolerance {tol:4.1f}")
+    return lines
+
+
+def compare_precisions(fp32: dict[str, dict[str, Any]], other: dict[str, dict[str, Any]]) -> list[str]:
+    """Lines per cell; ``FAIL`` when the two means differ by more than the episode-to-episode CI.
+
+    The CI half-width is ``1.96 * sqrt(s1**2 / n + s2**2 / n)`` of the two cells' episode
+    scores (at least 1 point: cells whose episodes all score alike would otherwise demand
+    bit-equal returns, which bf16 does not promise).
+    """
+    lines = []
+    for key, a in fp32.items():
+        b = other[key]
+        half = max(1.96 * np.sqrt(a["std"] ** 2 / a["n"] + b["std"] ** 2 / b["n"]), 1.0)
+        diff = b["mean"] - a["mean"]
+        status = "FAIL" if abs(diff) > half else "ok"
+        lines.append(
+            f"{status:4} {key:18} fp32 {a['mean']:6.1f}  other {b['mean']:6.1f}  diff {diff:+5.1f}  CI ±{half:4.1f}"
+        )
     return lines
 
 

@@ -38,7 +38,7 @@ from harness import stats
 from harness.checkpoints import Checkpoint, embedded_names, load_checkpoint
 from harness.envs import DEFAULT_VERSION, VERSIONS, EnvSpec, resolve_env
 from harness.errors import HarnessError
-from harness.policy import DTPolicy
+from harness.policy import PRECISIONS, DTPolicy
 from harness.rollout import EpisodeSpec, run_episodes
 
 EPISODE_COLUMNS = [
@@ -102,6 +102,8 @@ class SweepConfig:
     """Gymnasium version for short env names (v4 is closest to D4RL's -v3)."""
     device: str = "cpu"
     """Torch device of the model and context buffers."""
+    precision: str = "fp32"
+    """``fp32`` (exact: the tutorial loop's actions) or ``bf16`` (faster, not bit-exact)."""
     out: str | None = None
     """Output folder; None: ``results/<timestamp>``."""
     progress: bool = True
@@ -153,6 +155,7 @@ def evaluate(
     seed: int = 0,
     device: str = "cpu",
     progress: tqdm | None = None,
+    precision: str = "fp32",
 ) -> pd.DataFrame:
     """Run ``episodes`` episodes of one checkpoint at every target and return the episode rows.
 
@@ -165,6 +168,7 @@ def evaluate(
         seed: base reset seed.
         device: torch device.
         progress: a tqdm bar to advance by episodes, or None.
+        precision: ``fp32`` or ``bf16`` (see :class:`harness.policy.DTPolicy`).
 
     Returns:
         One row per episode with the columns of :data:`EPISODE_COLUMNS`.
@@ -178,7 +182,7 @@ def evaluate(
     ckpt.check_env(env)
     specs = [EpisodeSpec(float(t), seed + k, k) for t in targets for k in range(episodes)]
     slots = num_envs or min(len(specs), DEFAULT_MAX_NUM_ENVS)
-    policy = DTPolicy(ckpt, device=device)
+    policy = DTPolicy(ckpt, device=device, precision=precision)
     steps_done = 0
     last_post = time.perf_counter()
     started = last_post
@@ -388,6 +392,8 @@ def validate(config: SweepConfig) -> list[EnvSpec]:
         raise HarnessError(f"--seed must be between 0 and {2**31 - 1 - MAX_EPISODES}, got {config.seed}")
     if config.num_envs is not None and not 1 <= config.num_envs <= MAX_NUM_ENVS:
         raise HarnessError(f"--num-envs must be between 1 and {MAX_NUM_ENVS}, got {config.num_envs}")
+    if config.precision not in PRECISIONS:
+        raise HarnessError(f"unknown --precision {config.precision!r}; use one of: {', '.join(PRECISIONS)}")
     if config.device not in ("cpu", "cuda") and not config.device.startswith("cuda:"):
         raise HarnessError(f"unknown --device {config.device!r}; use cpu or cuda")
     if config.device.startswith("cuda") and not torch.cuda.is_available():
@@ -431,7 +437,17 @@ def run_sweep(config: SweepConfig, command: str | None = None) -> pd.DataFrame:
         for env, ckpt, targets in loaded:
             bar.set_description(f"{env.name} {ckpt.label}")
             frames.append(
-                evaluate(ckpt, env, targets, config.episodes, config.num_envs, config.seed, config.device, bar)
+                evaluate(
+                    ckpt,
+                    env,
+                    targets,
+                    config.episodes,
+                    config.num_envs,
+                    config.seed,
+                    config.device,
+                    bar,
+                    precision=config.precision,
+                )
             )
     elapsed = time.perf_counter() - t0
     episodes = pd.concat(frames, ignore_index=True)
@@ -540,6 +556,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--env-version", default=d.env_version, metavar="|".join(VERSIONS), help="Gymnasium version for short env names"
     )
     p.add_argument("--device", default=d.device, metavar="cpu|cuda", help="torch device for the model")
+    p.add_argument(
+        "--precision",
+        choices=list(PRECISIONS),
+        default=d.precision,
+        help="fp32: exact (the tutorial loop's actions); bf16: bf16 weights and matrix multiplies, faster on "
+        "CPUs with bf16 units and GPUs, returns statistically the same (README, Speed)",
+    )
     p.add_argument("--out", default=None, metavar="DIR", help="output folder; default: results/<UTC timestamp>")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
@@ -583,6 +606,7 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         env_version=args.env_version,
         device=args.device,
+        precision=args.precision,
         out=args.out,
         progress=not args.no_progress,
     )

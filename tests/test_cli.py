@@ -161,6 +161,7 @@ BAD = [
     (["--envs", "hopper", "--checkpoint", "hopper={hopper}", "--num-envs", "100000"], "--num-envs must be between 1"),
     (["--envs", "hopper", "--checkpoint", "hopper={hopper}", "--num-targets", "0"], "--num-targets must be between"),
     (["--envs", "hopper", "--checkpoint", "hopper="], "names no folder or Hub id"),
+    (["--envs", "hopper", "--checkpoint", "hopper={hopper}", "--precision", "fp16"], "invalid choice: 'fp16'"),
 ]
 
 

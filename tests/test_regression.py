@@ -21,3 +21,12 @@ def test_embedded_checkpoints_hold_their_scores():
     lines = regression.compare(reference, regression.run())
     print("\n".join(lines))
     assert not [line for line in lines if line.startswith("FAIL")], "\n".join(lines)
+
+
+@pytest.mark.skipif(set(regression.TARGETS) - set(embedded_names()), reason="embedded checkpoints not shipped")
+def test_bf16_scores_like_fp32():
+    """--precision bf16 on the embedded checkpoints: same seeds, every cell's mean normalised
+    score within the episode-to-episode 95% CI of fp32's."""
+    lines = regression.compare_precisions(regression.run("fp32"), regression.run("bf16"))
+    print("\n".join(lines))
+    assert not [line for line in lines if line.startswith("FAIL")], "\n".join(lines)

@@ -1,0 +1,120 @@
+"""The fast action head against the stock ``transformers`` forward (the exact-path contract)."""
+
+import numpy as np
+import pytest
+import torch
+from transformers import DecisionTransformerConfig, DecisionTransformerModel
+
+from harness.checkpoints import load_checkpoint
+from harness.context import Window
+from harness.fast import FastActionHead
+from harness.policy import DTPolicy
+from harness.rollout import EpisodeSpec, run_episodes
+
+from .conftest import make_checkpoint
+
+
+def model(**kw) -> DecisionTransformerModel:
+    torch.manual_seed(kw.pop("seed", 0))
+    cfg = dict(state_dim=5, act_dim=3, hidden_size=32, n_layer=2, n_head=1, max_ep_len=100) | kw
+    return DecisionTransformerModel(DecisionTransformerConfig(**cfg)).eval()
+
+
+def windows(m: DecisionTransformerModel, n: int, k: int, seed: int = 1) -> Window:
+    """Random windows with random left padding (zeros under mask 0, as the context buffer holds)."""
+    g = torch.Generator().manual_seed(seed)
+    pad = torch.randint(0, k, (n,), generator=g)
+    pad[0] = 0  # one full window
+    mask = (torch.arange(k)[None, :] >= pad[:, None]).long()  # (n, k)
+    m3 = mask[..., None].float()
+    states = torch.randn(n, k, m.config.state_dim, generator=g) * m3
+    actions = torch.randn(n, k, m.config.act_dim, generator=g) * m3
+    actions[:, -1] = 0.0  # the newest action is the placeholder
+    rtg = torch.randn(n, k, 1, generator=g) * m3
+    steps = torch.randint(0, m.config.max_ep_len, (n, k), generator=g) * mask
+    return Window(states, actions, rtg, steps, mask)
+
+
+def stock(m: DecisionTransformerModel, w: Window) -> torch.Tensor:
+    with torch.inference_mode():
+        out = m(
+            states=w.states,
+            actions=w.actions,
+            returns_to_go=w.returns_to_go,
+            timesteps=w.timesteps,
+            attention_mask=w.attention_mask,
+        )
+    return out.action_preds[:, -1]
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {},
+        {"n_layer": 1},  # the last layer is the only layer
+        {"n_layer": 3, "hidden_size": 64},
+        {"n_head": 4},
+        {"activation_function": "gelu_new"},
+        {"action_tanh": False},
+        {"scale_attn_by_inverse_layer_idx": True},
+        {"n_inner": 48},
+    ],
+)
+@pytest.mark.parametrize("k", [1, 2, 7])
+def test_fp32_equals_stock_forward(kw, k):
+    m = model(**kw)
+    w = windows(m, 23, k)
+    np.testing.assert_allclose(FastActionHead(m)(w).numpy(), stock(m, w).numpy(), atol=1e-5, rtol=0)
+
+
+def test_chunks_and_buffer_reuse_do_not_change_results():
+    m = model()
+    w = windows(m, 150, 6)
+    whole = FastActionHead(m, max_rows=1000)(w)
+    head = FastActionHead(m, max_rows=64)  # 150 rows as 3 chunks of 50
+    for _ in range(2):  # second call reuses the buffers
+        np.testing.assert_allclose(head(w).numpy(), whole.numpy(), atol=1e-6, rtol=0)
+    small = Window(*(x[:10] for x in w))  # another batch size in between
+    np.testing.assert_allclose(head(small).numpy(), whole[:10].numpy(), atol=1e-6, rtol=0)
+
+
+def test_bf16_is_close_not_exact():
+    m = model(hidden_size=128, n_layer=3)
+    w = windows(m, 32, 20)
+    diff = (FastActionHead(m, torch.bfloat16)(w) - stock(m, w)).abs().max().item()
+    assert 1e-6 < diff < 0.05  # bf16 has an 8-bit mantissa: a few 1e-3 on tanh-squashed actions
+
+
+def test_rejects_unsupported():
+    with pytest.raises(ValueError, match="dtype"):
+        FastActionHead(model(), torch.float16)
+
+
+class _Checking(DTPolicy):
+    """Acts with the fast head and records its gap to the stock forward on the same window."""
+
+    def __init__(self, ckpt):
+        super().__init__(ckpt)
+        self.max_gap = 0.0
+        self.calls = 0
+
+    def act(self, window, rows=None):
+        fast = super().act(window, rows)
+        w = window if rows is None else Window(*(t.index_select(0, rows) for t in window))
+        gap = (fast - stock(self.model, w)).abs().max().item()
+        self.max_gap, self.calls = max(self.max_gap, gap), self.calls + 1
+        return fast
+
+
+@pytest.mark.parametrize("env_id", ["Hopper-v4", "Walker2d-v4"])
+def test_fast_path_at_every_step_of_real_episodes(tmp_path, env_id):
+    """On every window a real batched rollout meets (padding, slot refills, idle slots,
+    clamped timesteps), the fast action is within 1e-5 of the stock forward's."""
+    ckpt = load_checkpoint(
+        str(make_checkpoint(tmp_path / "m", env_id, hidden=32, n_layer=2, context_length=8, max_ep_len=40))
+    )
+    policy = _Checking(ckpt)
+    eps = [EpisodeSpec(t, 40 + k, k) for k, t in enumerate([100.0, 1800.0, 3600.0, 500.0, 2500.0, 7.0, 900.0])]
+    results = run_episodes(policy, env_id, eps, num_envs=4)
+    assert len(results) == 7 and policy.calls > 20
+    assert policy.max_gap < 1e-5
