@@ -1,22 +1,42 @@
-"""Env-steps per second of the harness against the tutorial loop, measured in one run.
+"""Env-steps per second: the tutorial loop, the lockstep design, and the harness, in one run.
 
-Both run the same checkpoint (random init at the Hub checkpoints' size: hidden 128, 3 layers,
-1 head, K 20) on HalfCheetah-v4, whose episodes always last 1000 steps, so that every method
-does the same work per episode. The reference loop runs ``--reference-episodes`` episodes; the
-harness runs ``max(num_envs, --min-episodes)`` episodes at each ``--num-envs``. Speeds are
-reported as ratios against the reference measured in the same run (machines are noisy).
+All methods run the same checkpoint (random init at the Hub checkpoints' size: hidden 128,
+3 layers, 1 head, K 20) on HalfCheetah-v4 with the same episodes (target 6000, seeds 0..E-1).
+HalfCheetah never terminates, so every episode lasts ``--episode-steps`` steps (200 by default,
+a time-limit override that keeps the whole sweep to minutes; the window is full after 20) and
+every method does the same work per episode:
 
-    python benchmarks/throughput.py                 # full: num_envs 1..256
-    python benchmarks/throughput.py --quick         # a short check
+1. ``reference``: the tutorial loop (``harness/reference.py``), one episode at a time;
+2. ``lockstep``: today's batched peers (online-dt, torchrl): N episodes reset together, the full
+   padded window through the stock ``transformers`` forward every step, finished episodes idle
+   until the whole wave is done (``benchmarks/lockstep.py``);
+3. ``harness-stock``: the harness's rollout with the stock forward (isolates the fast path);
+4. ``harness``: the harness as shipped (exact fast path, fp32);
+5. ``harness-bf16``: ``--precision bf16``.
 
-Writes ``results/benchmarks/throughput.csv`` and ``throughput.json`` (machine, versions).
+Every measurement runs in a fresh subprocess (its peak RSS is its own). Ratios are against the
+reference loop measured in the same run. The FLOP floor of a method is the floating-point work
+per env-step of the computation it does (counted from the model config) over this machine's
+matrix-multiply rate, measured in the same run at the model's largest GEMM shape, in the
+method's dtype: ``pct_of_floor`` says how close a method gets to doing only matrix multiplies
+at full speed. Also measured: peak RSS against episode length (reference loop vs harness, one
+episode) and wall time against the number of episodes.
+
+    python benchmarks/throughput.py                 # full (about 15 minutes here)
+    python benchmarks/throughput.py --quick         # CI: reference vs harness, gate on the ratio
+
+Writes ``results/benchmarks/throughput{,_memory,_scaling}.csv``, ``throughput.json`` (machine,
+versions, floors) and ``throughput.png``/``.svg``; ``--quick`` writes ``throughput_quick.*``
+and exits 1 when the harness's fp32 speed-up over the reference loop is below ``--min-ratio``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import subprocess
 import sys
 import tempfile
 import time
@@ -26,24 +46,29 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from transformers import DecisionTransformerConfig, DecisionTransformerModel
-from transformers.utils import logging as hf_logging
-
-from harness.checkpoints import load_checkpoint, save_checkpoint
-from harness.policy import DTPolicy
-from harness.reference import run_reference_episode
-from harness.rollout import EpisodeSpec, run_episodes
-from harness.sweep import _machine
 
 ENV_ID = "HalfCheetah-v4"
+TARGET = 6000.0
+HERE = Path(__file__).resolve().parent
+METHODS = ["lockstep", "harness-stock", "harness", "harness-bf16"]
+#: CI gate: the harness's fp32 speed-up over the reference loop in --quick mode must stay above
+#: this; measured here 3.4-4.0x at 32 slots (2 threads, idle machine), so ~75% of it.
+MIN_QUICK_RATIO = 2.6
 
 
-def hub_size_checkpoint(folder: Path, seed: int = 0):
-    """A random-init checkpoint of the published checkpoints' architecture."""
+# ----------------------------------------------------------------------------- model and FLOPs
+
+
+def hub_size_checkpoint(folder: Path, seed: int = 0) -> Path:
+    """Write a random-init checkpoint of the published checkpoints' architecture."""
+    from transformers import DecisionTransformerConfig, DecisionTransformerModel
+
+    from harness.checkpoints import save_checkpoint
+
     torch.manual_seed(seed)
     cfg = DecisionTransformerConfig(state_dim=17, act_dim=6, hidden_size=128, n_layer=3, n_head=1, max_ep_len=1000)
     rng = np.random.default_rng(seed)
-    save_checkpoint(
+    return save_checkpoint(
         DecisionTransformerModel(cfg),
         folder,
         state_mean=rng.normal(size=17) * 0.1,
@@ -51,91 +76,286 @@ def hub_size_checkpoint(folder: Path, seed: int = 0):
         env_id=ENV_ID,
         context_length=20,
     )
-    return load_checkpoint(str(folder))
+
+
+def flops_per_step(cfg, k: int, exact: bool) -> float:
+    """Floating-point operations of one action (one env-step) for a window of ``k`` timesteps.
+
+    ``exact=False``: the stock forward (3K tokens in every layer, three prediction heads on K
+    tokens, full attention matrices). ``exact=True``: the fast path (3K-1 tokens, the last
+    layer's keys/values for all of them but the rest for the newest state token, the action
+    head once). A multiply-add counts 2; layer norms, softmax and activations are not counted.
+    """
+    h, s, a = cfg.hidden_size, cfg.state_dim, cfg.act_dim
+    inner = cfg.n_inner or 4 * h
+    per_token = 2 * (3 * h * h + h * h + 2 * h * inner)  # qkv, output projection, MLP
+    if not exact:
+        t = 3 * k
+        embed = 2 * k * h * (s + a + 1)
+        layers = cfg.n_layer * (t * per_token + 2 * 2 * t * t * h)  # + scores and weighted sum
+        heads = 2 * k * h * (s + a + 1)
+        return float(embed + layers + heads)
+    t = 3 * k - 1
+    embed = 2 * h * (k * (s + 1) + (k - 1) * a)
+    full = (cfg.n_layer - 1) * (t * per_token + 2 * 2 * t * t * h)
+    last = t * 2 * (2 * h * h) + per_token - 2 * 2 * h * h + 2 * 2 * t * h  # k/v of all; q, o, MLP of one
+    return float(embed + full + last + 2 * h * a)
+
+
+def matmul_rate(dtype: torch.dtype, rows: int = 64 * 59, h: int = 128, inner: int = 512, seconds: float = 1.0) -> float:
+    """FLOP/s of ``(rows, h) @ (h, inner)``, the model's largest GEMM shape, in ``dtype``."""
+    x, w = torch.randn(rows, h, dtype=dtype), torch.randn(h, inner, dtype=dtype)
+    for _ in range(3):
+        x @ w
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        x @ w
+        n += 1
+    return 2 * rows * h * inner * n / (time.perf_counter() - t0)
+
+
+# ----------------------------------------------------------------------------- one measurement
+
+
+def _peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def measure(job: dict) -> dict:
+    """Run one job in this process; returns env-steps, seconds and peak RSS."""
+    from transformers.utils import logging as hf_logging
+
+    from harness.checkpoints import load_checkpoint
+    from harness.policy import DTPolicy
+    from harness.reference import run_reference_episode
+    from harness.rollout import EpisodeSpec, run_episodes
+
+    sys.path.insert(0, str(HERE))
+    from lockstep import run_lockstep
+
+    hf_logging.set_verbosity_error()
+    if job.get("threads"):
+        torch.set_num_threads(job["threads"])
+    ckpt = load_checkpoint(job["checkpoint"])
+    method, n, episodes, steps = job["method"], job["num_envs"], job["episodes"], job["episode_steps"]
+    specs = [EpisodeSpec(TARGET, k, k) for k in range(episodes)]
+    t0 = time.perf_counter()
+    if method == "reference":
+        done = sum(run_reference_episode(ckpt, ENV_ID, TARGET, k, steps).length for k in range(episodes))
+    elif method == "lockstep":
+        done = sum(run_lockstep(DTPolicy(ckpt, fast=False), ENV_ID, specs, n, steps))
+    else:
+        policy = DTPolicy(
+            ckpt, precision="bf16" if method == "harness-bf16" else "fp32", fast=method != "harness-stock"
+        )
+        done = sum(r.length for r in run_episodes(policy, ENV_ID, specs, n, max_episode_steps=steps))
+    seconds = time.perf_counter() - t0
+    return {"env_steps": int(done), "seconds": seconds, "peak_rss_mb": _peak_rss_mb()}
+
+
+def run_job(job: dict) -> dict:
+    """``measure`` in a fresh interpreter (own peak RSS, no allocator state carried over)."""
+    out = subprocess.run(
+        [sys.executable, __file__, "--worker", json.dumps(job)], capture_output=True, text=True, check=False
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"worker failed for {job}:\n{out.stderr[-2000:]}")
+    return job | json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# ----------------------------------------------------------------------------- the benchmark
+
+
+def _versions() -> dict[str, str]:
+    return {p: metadata.version(p) for p in ("torch", "transformers", "gymnasium", "mujoco", "numpy")} | {
+        "python": platform.python_version()
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="few episodes, num_envs 16 and 64 only")
-    parser.add_argument("--num-envs", type=int, nargs="+", default=[1, 4, 16, 32, 64, 128, 256])
-    parser.add_argument("--reference-episodes", type=int, default=3)
-    parser.add_argument("--min-episodes", type=int, default=8)
+    parser.add_argument("--quick", action="store_true", help="CI: reference vs harness at 32 slots, with the gate")
+    parser.add_argument("--num-envs", type=int, nargs="+", default=[1, 4, 16, 32, 64, 128, 256, 512])
+    parser.add_argument("--episode-steps", type=int, default=200, help="time limit of every episode")
+    parser.add_argument("--reference-episodes", type=int, default=5)
+    parser.add_argument("--min-episodes", type=int, default=16, help="episodes per run: max(num_envs, this)")
+    parser.add_argument("--memory-steps", type=int, nargs="+", default=[1000, 4000, 16000], help="episode lengths")
+    parser.add_argument("--scaling-episodes", type=int, nargs="+", default=[32, 64, 128, 256])
+    parser.add_argument("--threads", type=int, default=None, help="torch threads per worker (default: torch's)")
+    parser.add_argument("--min-ratio", type=float, default=MIN_QUICK_RATIO, help="--quick gate on harness/reference")
     parser.add_argument("--out", type=Path, default=Path("results/benchmarks"))
+    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.worker:
+        print(json.dumps(measure(json.loads(args.worker))))
+        return 0
+    from transformers import DecisionTransformerConfig
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    threads = torch.get_num_threads()
+    tmp = tempfile.TemporaryDirectory()
+    ckpt_dir = str(hub_size_checkpoint(Path(tmp.name) / "ckpt"))
+    cfg = DecisionTransformerConfig.from_pretrained(ckpt_dir)
+    base = {"checkpoint": ckpt_dir, "threads": threads, "episode_steps": args.episode_steps}
+    rates = {"fp32": matmul_rate(torch.float32), "bf16": matmul_rate(torch.bfloat16)}
+    flops = {"stock": flops_per_step(cfg, 20, exact=False), "exact": flops_per_step(cfg, 20, exact=True)}
+    floor_of = {
+        "reference": ("stock", "fp32"),
+        "lockstep": ("stock", "fp32"),
+        "harness-stock": ("stock", "fp32"),
+        "harness": ("exact", "fp32"),
+        "harness-bf16": ("exact", "bf16"),
+    }
     if args.quick:
-        args.num_envs, args.reference_episodes, args.min_episodes = [16, 64], 1, 16
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
+        methods, num_envs, args.reference_episodes = ["harness"], [32], 3
+    else:
+        methods, num_envs = METHODS, args.num_envs
 
-    with tempfile.TemporaryDirectory() as tmp:
-        ckpt = hub_size_checkpoint(Path(tmp) / "ckpt")
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
     rows = []
-    t0 = time.perf_counter()
-    ref_steps = 0
-    for k in range(args.reference_episodes):
-        ref_steps += run_reference_episode(ckpt, ENV_ID, 6000.0, seed=k).length
-    ref_rate = ref_steps / (time.perf_counter() - t0)
-    rows.append(
-        {
-            "method": "reference",
-            "num_envs": 1,
-            "episodes": args.reference_episodes,
-            "env_steps": ref_steps,
-            "steps_per_s": ref_rate,
-            "ratio_vs_reference": 1.0,
-        }
-    )
-    print(f"reference: {ref_rate:,.0f} env-steps/s", file=sys.stderr)
-    policy = DTPolicy(ckpt)
-    for n in args.num_envs:
-        episodes = [EpisodeSpec(6000.0, k, k) for k in range(max(n, args.min_episodes))]
-        t0 = time.perf_counter()
-        results = run_episodes(policy, ENV_ID, episodes, n)
-        steps = sum(r.length for r in results)
-        rate = steps / (time.perf_counter() - t0)
-        rows.append(
-            {
-                "method": "harness",
-                "num_envs": n,
-                "episodes": len(episodes),
-                "env_steps": steps,
-                "steps_per_s": rate,
-                "ratio_vs_reference": rate / ref_rate,
-            }
-        )
-        print(f"harness num_envs={n}: {rate:,.0f} env-steps/s ({rate / ref_rate:.1f}x)", file=sys.stderr)
 
+    def record(res: dict) -> dict:
+        fl, dt = floor_of[res["method"]]
+        res["steps_per_s"] = res["env_steps"] / res["seconds"]
+        res["flops_per_step"] = flops[fl]
+        res["floor_steps_per_s"] = rates[dt] / flops[fl]
+        res["pct_of_floor"] = 100 * res["steps_per_s"] / res["floor_steps_per_s"]
+        rows.append(res)
+        return res
+
+    ref = record(run_job(base | {"method": "reference", "num_envs": 1, "episodes": args.reference_episodes}))
+    log(f"reference: {ref['steps_per_s']:,.0f} env-steps/s")
+    for n in num_envs:
+        for m in methods:
+            res = record(run_job(base | {"method": m, "num_envs": n, "episodes": max(n, args.min_episodes)}))
+            x = res["steps_per_s"] / ref["steps_per_s"]
+            log(f"{m:13} num_envs={n:4}: {res['steps_per_s']:7,.0f} env-steps/s ({x:.1f}x)")
+    # the reference again at the end: the machine's speed may drift during the run
+    ref2 = record(run_job(base | {"method": "reference", "num_envs": 1, "episodes": args.reference_episodes}))
+    ref_rate = (ref["steps_per_s"] + ref2["steps_per_s"]) / 2
     df = pd.DataFrame(rows)
+    df["ratio_vs_reference"] = df["steps_per_s"] / ref_rate
+    cols = ["method", "num_envs", "episodes", "episode_steps", "env_steps", "seconds", "steps_per_s"]
+    cols += ["ratio_vs_reference", "peak_rss_mb", "flops_per_step", "floor_steps_per_s", "pct_of_floor", "threads"]
+    df = df[cols]
     args.out.mkdir(parents=True, exist_ok=True)
     name = "throughput_quick" if args.quick else "throughput"
     df.to_csv(args.out / f"{name}.csv", index=False)
+
+    extra: dict = {}
+    if not args.quick:
+        extra = _memory_and_scaling(base, args.out, log, args.memory_steps, args.scaling_episodes)
+    from harness.sweep import _machine
+
     meta = {
         "command": " ".join(["python benchmarks/throughput.py", *(sys.argv[1:] if argv is None else argv)]),
         "env_id": ENV_ID,
-        "model": ckpt.describe(),
-        "machine": _machine(),
-        "versions": {p: metadata.version(p) for p in ("torch", "transformers", "gymnasium", "mujoco", "numpy")}
-        | {"python": platform.python_version()},
-    }
+        "target": TARGET,
+        "model": {"hidden_size": cfg.hidden_size, "n_layer": cfg.n_layer, "n_head": cfg.n_head, "context_length": 20},
+        "flops_per_step": flops,
+        "matmul_flops_per_s": rates,
+        "reference_steps_per_s": [ref["steps_per_s"], ref2["steps_per_s"]],
+        "machine": _machine() | {"torch_threads": threads},
+        "versions": _versions(),
+        "load_average_at_end": os.getloadavg(),
+    } | extra
     (args.out / f"{name}.json").write_text(json.dumps(meta, indent=2) + "\n")
     print(df.to_string(index=False))
-    print(markdown(df, meta))
-    return 0
+    if not args.quick:
+        figure(df, meta, args.out / name)
+        print(markdown(df))
+        return 0
+    ratio = float(df.loc[df["method"] == "harness", "ratio_vs_reference"].iloc[0])
+    verdict = "ok" if ratio >= args.min_ratio else "FAIL"
+    print(f"{verdict}: harness fp32 at 32 slots is {ratio:.2f}x the reference loop (gate: >= {args.min_ratio:.2f}x)")
+    return 0 if ratio >= args.min_ratio else 1
 
 
-def markdown(df: pd.DataFrame, meta: dict) -> str:
-    """The README's table: env-steps/s and ratio against the reference loop, per method and num_envs."""
+def _memory_and_scaling(base: dict, out: Path, log, lengths: list[int], counts: list[int]) -> dict:
+    """Peak RSS against episode length, and wall time against the number of episodes."""
+    mem = []
+    for steps in lengths:
+        for m in ("reference", "harness"):
+            res = run_job(base | {"method": m, "num_envs": 1, "episodes": 1, "episode_steps": steps})
+            res["steps_per_s"] = res["env_steps"] / res["seconds"]
+            mem.append(res)
+            rss, rate = res["peak_rss_mb"], res["steps_per_s"]
+            log(f"memory {m:9} {steps:6} steps: peak RSS {rss:.0f} MB, {rate:,.0f} steps/s")
+    pd.DataFrame(mem)[["method", "episode_steps", "env_steps", "seconds", "steps_per_s", "peak_rss_mb"]].to_csv(
+        out / "throughput_memory.csv", index=False
+    )
+    scale = []
+    for episodes in counts:
+        res = run_job(base | {"method": "harness", "num_envs": 32, "episodes": episodes})
+        scale.append(res)
+        log(f"scaling {episodes} episodes: {res['seconds']:.1f} s")
+    sdf = pd.DataFrame(scale)[["method", "num_envs", "episodes", "env_steps", "seconds", "peak_rss_mb"]]
+    sdf.to_csv(out / "throughput_scaling.csv", index=False)
+    slope, intercept = np.polyfit(sdf["episodes"], sdf["seconds"], 1)
+    resid = sdf["seconds"] - (slope * sdf["episodes"] + intercept)
+    return {
+        "scaling_fit": {
+            "seconds_per_episode": slope,
+            "intercept_s": intercept,
+            "max_relative_residual": float((resid.abs() / sdf["seconds"]).max()),
+        }
+    }
+
+
+def figure(df: pd.DataFrame, meta: dict, stem: Path) -> None:
+    """Steps/s against num_envs per method (log-log), the reference as a line, the floors dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colors = {"lockstep": "C1", "harness-stock": "C2", "harness": "C0", "harness-bf16": "C4"}
+    fig, ax = plt.subplots(figsize=(7, 4.5), constrained_layout=True)
+    for m, c in colors.items():
+        sub = df[df["method"] == m].sort_values("num_envs")
+        if len(sub):
+            ax.plot(sub["num_envs"], sub["steps_per_s"], "o-", color=c, label=m)
+    ref = df[df["method"] == "reference"]["steps_per_s"].mean()
+    ax.axhline(ref, color="k", lw=1, label="reference loop (tutorial)")
+    floors = {
+        "floor fp32, stock forward": (meta["matmul_flops_per_s"]["fp32"] / meta["flops_per_step"]["stock"], "C2"),
+        "floor fp32, fast path": (meta["matmul_flops_per_s"]["fp32"] / meta["flops_per_step"]["exact"], "C0"),
+        "floor bf16, fast path": (meta["matmul_flops_per_s"]["bf16"] / meta["flops_per_step"]["exact"], "C4"),
+    }
+    for label, (y, c) in floors.items():
+        ax.axhline(y, color=c, ls="--", lw=1, label=label)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("num_envs (episodes stepped together)")
+    ax.set_ylabel("env-steps per second")
     m = meta["machine"]
-    lines = [
-        f"{m['cpu']}, {m['cpu_count']} cores, {m['torch_threads']} torch thread(s); torch "
-        f"{meta['versions']['torch']}, transformers {meta['versions']['transformers']}, "
-        f"mujoco {meta['versions']['mujoco']}.",
-        "",
-        "| method | num_envs | env-steps/s | × reference loop |",
-        "|---|---|---|---|",
-    ]
-    for r in df.itertuples():
-        lines.append(f"| {r.method} | {r.num_envs} | {r.steps_per_s:,.0f} | {r.ratio_vs_reference:.1f} |")
+    title = f"{ENV_ID}, DT h128/3 layers/K20; {m['cpu_count']} cores, {m['torch_threads']} torch threads"
+    ax.set_title(title, fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    for ext in ("png", "svg"):
+        fig.savefig(stem.with_suffix(f".{ext}"), dpi=120)
+    plt.close(fig)
+
+
+def markdown(df: pd.DataFrame) -> str:
+    """README table: each method at its best num_envs."""
+    lines = ["| method | best num_envs | env-steps/s | x reference loop | % of its FLOP floor | peak RSS MB |"]
+    lines.append("|---|---|---|---|---|---|")
+    for m in ["reference", *METHODS]:
+        sub = df[df["method"] == m]
+        if not len(sub):
+            continue
+        r = sub.loc[sub["steps_per_s"].idxmax()]
+        lines.append(
+            f"| {m} | {int(r.num_envs)} | {r.steps_per_s:,.0f} | {r.ratio_vs_reference:.1f} | "
+            f"{r.pct_of_floor:.0f} | {r.peak_rss_mb:.0f} |"
+        )
     return "\n".join(lines)
 
 

@@ -155,22 +155,26 @@ def _quiet_construction() -> Iterator[None]:
         mujoco.set_mju_user_warning(previous)
 
 
-def make_vector_env(env_id: str, num_envs: int) -> gym.vector.VectorEnv:
+def make_vector_env(env_id: str, num_envs: int, max_episode_steps: int | None = None) -> gym.vector.VectorEnv:
     """A synchronous vector env of ``num_envs`` slots with autoreset DISABLED.
 
     Finished slots must be reset by the caller with ``reset(seed=[...],
     options={"reset_mask": mask})``; stepping a finished slot is an error in Gymnasium.
+    ``max_episode_steps`` overrides the env's time limit (benchmarks use shorter or longer
+    episodes; evaluation keeps the registered limit).
     """
+    extra = {} if max_episode_steps is None else {"max_episode_steps": max_episode_steps}
     with _quiet_construction():
         return gym.make_vec(
             env_id,
             num_envs=num_envs,
             vectorization_mode="sync",
             vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.DISABLED},
+            **extra,
         )
 
 
-def make_env(env_id: str) -> gym.Env:
+def make_env(env_id: str, max_episode_steps: int | None = None) -> gym.Env:
     """One env, as the tutorial makes it (``gym.make``), without construction notices."""
     with _quiet_construction():
-        return gym.make(env_id)
+        return gym.make(env_id, max_episode_steps=max_episode_steps)

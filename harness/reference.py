@@ -84,7 +84,9 @@ def get_action(
 
 
 @torch.no_grad()
-def run_reference_episode(checkpoint: Checkpoint, env_id: str, target: float, seed: int) -> ReferenceEpisode:
+def run_reference_episode(
+    checkpoint: Checkpoint, env_id: str, target: float, seed: int, max_episode_steps: int | None = None
+) -> ReferenceEpisode:
     """Run one episode the tutorial's way on CPU.
 
     Args:
@@ -92,6 +94,7 @@ def run_reference_episode(checkpoint: Checkpoint, env_id: str, target: float, se
         env_id: Gymnasium id.
         target: target return (raw, unscaled).
         seed: reset seed.
+        max_episode_steps: override of the env's time limit (benchmarks).
     """
     start = time.perf_counter()
     model = checkpoint.model.to("cpu").eval()
@@ -100,7 +103,7 @@ def run_reference_episode(checkpoint: Checkpoint, env_id: str, target: float, se
     state_mean = torch.from_numpy(np.asarray(checkpoint.state_mean, dtype=np.float64))
     state_std = torch.from_numpy(np.asarray(checkpoint.state_std, dtype=np.float64))
 
-    env = make_env(env_id)
+    env = make_env(env_id, max_episode_steps)
     state, _ = env.reset(seed=seed)
     target_return = torch.tensor(target / scale, dtype=torch.float32).reshape(1, 1)
     states = torch.from_numpy(state).reshape(1, state_dim).to(dtype=torch.float32)

@@ -71,6 +71,7 @@ def run_episodes(
     num_envs: int,
     progress: ProgressFn | None = None,
     record_actions: bool = False,
+    max_episode_steps: int | None = None,
 ) -> list[EpisodeResult]:
     """Run ``episodes`` with ``policy`` on ``min(num_envs, len(episodes))`` slots.
 
@@ -81,6 +82,7 @@ def run_episodes(
         num_envs: slots of the vector env.
         progress: optional per-step callback.
         record_actions: keep every episode's actions (for tests and debugging).
+        max_episode_steps: override of the env's time limit (benchmarks).
 
     Returns:
         One result per episode, in the order of ``episodes``.
@@ -92,7 +94,7 @@ def run_episodes(
     n = min(num_envs, len(episodes))
     ckpt = policy.checkpoint
     device = policy.device
-    envs = make_vector_env(env_id, n)
+    envs = make_vector_env(env_id, n, max_episode_steps)
     try:
         return _run(policy, envs, episodes, n, device, ckpt.context_length, progress, record_actions)
     finally:
