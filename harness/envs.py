@@ -155,8 +155,95 @@ def _quiet_construction() -> Iterator[None]:
         mujoco.set_mju_user_warning(previous)
 
 
+STATUS_KEY = "harness_status"
+"""Info key through which :class:`GuardedEnv` reports why it ended an episode."""
+MAX_ABS_OBSERVATION = 1e5
+"""An observation entry beyond this magnitude counts as an exploded simulation."""
+
+
+class GuardedEnv(gym.Wrapper):
+    """Keeps one sub-env's failure inside its episode.
+
+    - ``step`` raising: the episode ends (``terminated``) with ``info[STATUS_KEY] = "env_error"``
+      and the inner env is replaced by a fresh one (``gym.make(spec)``) at the next reset;
+    - ``reset`` raising: retried once on a fresh env; a second failure returns a zero
+      observation with ``info[STATUS_KEY] = "env_error"``;
+    - a non-finite observation or reward, an entry beyond :data:`MAX_ABS_OBSERVATION`, or a
+      new MuJoCo warning (MuJoCo resets an unstable simulation and counts a warning): the
+      episode ends with ``info[STATUS_KEY] = "unstable_state"``.
+
+    ``info["harness_error"]`` carries the exception text, one line.
+    """
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        self._broken = False
+        self._warnings = 0
+
+    def _mujoco_warnings(self) -> int:
+        data = getattr(self.env.unwrapped, "data", None)
+        warning = getattr(data, "warning", None)
+        number = getattr(warning, "number", None)
+        return int(np.sum(number)) if number is not None else 0
+
+    def _replace(self) -> None:
+        spec = self.env.spec
+        try:
+            self.env.close()
+        except Exception:  # noqa: BLE001 - a broken env may fail to close too
+            pass
+        with _quiet_construction():
+            self.env = gym.make(spec)
+        self._broken = False
+
+    def _zeros(self) -> np.ndarray:
+        return np.zeros(self.observation_space.shape, dtype=self.observation_space.dtype)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        if self._broken:
+            self._replace()
+        for attempt in (0, 1):
+            try:
+                obs, info = self.env.reset(seed=seed, options=options)
+                self._warnings = self._mujoco_warnings()
+                return obs, info
+            except Exception as exc:  # noqa: BLE001 - any env failure is recorded, not raised
+                error = _one_line(exc)
+                if attempt == 0:
+                    self._replace()
+        self._broken = True
+        return self._zeros(), {STATUS_KEY: "env_error", "harness_error": f"reset failed twice: {error}"}
+
+    def step(self, action):
+        try:
+            obs, reward, terminated, truncated, info = self.env.step(action)
+        except Exception as exc:  # noqa: BLE001
+            self._broken = True
+            return self._zeros(), 0.0, True, False, {STATUS_KEY: "env_error", "harness_error": _one_line(exc)}
+        warnings_now = self._mujoco_warnings()
+        obs_arr = np.asarray(obs)
+        if (
+            not np.all(np.isfinite(obs_arr))
+            or not np.isfinite(reward)
+            or np.any(np.abs(obs_arr) > MAX_ABS_OBSERVATION)
+            or warnings_now > self._warnings
+        ):
+            self._warnings = warnings_now
+            info = dict(info)
+            info[STATUS_KEY] = "unstable_state"
+            if not np.all(np.isfinite(obs_arr)):
+                obs = self._zeros()
+            return obs, reward if np.isfinite(reward) else 0.0, True, truncated, info
+        return obs, reward, terminated, truncated, info
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"
+
+
 def make_vector_env(env_id: str, num_envs: int, max_episode_steps: int | None = None) -> gym.vector.VectorEnv:
-    """A synchronous vector env of ``num_envs`` slots with autoreset DISABLED.
+    """A synchronous vector env of ``num_envs`` :class:`GuardedEnv` slots with autoreset DISABLED.
 
     Finished slots must be reset by the caller with ``reset(seed=[...],
     options={"reset_mask": mask})``; stepping a finished slot is an error in Gymnasium.
@@ -170,6 +257,7 @@ def make_vector_env(env_id: str, num_envs: int, max_episode_steps: int | None = 
             num_envs=num_envs,
             vectorization_mode="sync",
             vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.DISABLED},
+            wrappers=[GuardedEnv],
             **extra,
         )
 

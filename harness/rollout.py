@@ -11,6 +11,7 @@ the live slots only.
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -18,7 +19,7 @@ import numpy as np
 import torch
 
 from harness.context import ContextWindow
-from harness.envs import make_vector_env
+from harness.envs import STATUS_KEY, make_vector_env
 from harness.policy import DTPolicy
 
 
@@ -37,17 +38,25 @@ class EpisodeSpec:
     index: int = 0
 
 
+#: ``EpisodeResult.status`` values; every one but ``ok`` marks a failed episode.
+STATUSES = ("ok", "nan_action", "unstable_state", "env_error")
+
+
 @dataclass(frozen=True)
 class EpisodeResult:
     """What one episode did.
 
     Attributes:
         spec: the episode that was run.
-        ret: undiscounted return.
-        length: env steps.
+        ret: undiscounted return (up to the failure for a failed episode).
+        length: env steps (a step whose action was not finite is not counted).
         terminated: ended by the env's termination condition.
         truncated: ended by the time limit.
         wall_time_s: seconds from its reset to its end (shared batch time).
+        status: ``ok``, or why it failed: ``nan_action`` (the model's action was not finite),
+            ``unstable_state`` (non-finite or exploding observation, MuJoCo instability
+            warning), ``env_error`` (the env raised in step or reset twice, on fresh envs).
+        error: the exception text for ``env_error``, else empty.
         actions: ``(length, act_dim)`` actions taken, only when asked for.
     """
 
@@ -57,11 +66,15 @@ class EpisodeResult:
     terminated: bool
     truncated: bool
     wall_time_s: float
+    status: str = "ok"
+    error: str = ""
     actions: np.ndarray | None = field(default=None, repr=False, compare=False)
 
 
 ProgressFn = Callable[[int, int], None]
 """Called after every step with (episodes finished in this step, env steps in this step)."""
+FinishFn = Callable[[list[EpisodeResult]], None]
+"""Called with the episodes that finished in a step (to write them out as they finish)."""
 
 
 def run_episodes(
@@ -72,6 +85,7 @@ def run_episodes(
     progress: ProgressFn | None = None,
     record_actions: bool = False,
     max_episode_steps: int | None = None,
+    on_finish: FinishFn | None = None,
 ) -> list[EpisodeResult]:
     """Run ``episodes`` with ``policy`` on ``min(num_envs, len(episodes))`` slots.
 
@@ -83,113 +97,168 @@ def run_episodes(
         progress: optional per-step callback.
         record_actions: keep every episode's actions (for tests and debugging).
         max_episode_steps: override of the env's time limit (benchmarks).
+        on_finish: optional callback with each step's finished episodes.
 
     Returns:
-        One result per episode, in the order of ``episodes``.
+        One result per episode, in the order of ``episodes``. An episode whose env raised is
+        run once more from its reset on a fresh env before it is recorded as ``env_error``.
     """
     if num_envs < 1:
         raise ValueError(f"num_envs must be >= 1, got {num_envs}")
     if not episodes:
         return []
     n = min(num_envs, len(episodes))
-    ckpt = policy.checkpoint
-    device = policy.device
     envs = make_vector_env(env_id, n, max_episode_steps)
     try:
-        return _run(policy, envs, episodes, n, device, ckpt.context_length, progress, record_actions)
+        return _Run(policy, envs, episodes, n, progress, record_actions, on_finish).run()
     finally:
         envs.close()
 
 
-def _run(
-    policy: DTPolicy,
-    envs,
-    episodes: Sequence[EpisodeSpec],
-    n: int,
-    device: torch.device,
-    context_length: int,
-    progress: ProgressFn | None,
-    record_actions: bool,
-) -> list[EpisodeResult]:
-    ckpt = policy.checkpoint
-    scale = policy.scale
-    window = ContextWindow(n, context_length, ckpt.state_dim, ckpt.act_dim, device=device)
+def _statuses(info: dict, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-slot ``(status, error)`` object arrays from a vector env's merged info ("" = none)."""
+    status = np.full(n, "", dtype=object)
+    error = np.full(n, "", dtype=object)
+    if STATUS_KEY in info:
+        has = info.get(f"_{STATUS_KEY}", np.ones(n, dtype=bool))
+        status[has] = info[STATUS_KEY][has]
+    if "harness_error" in info:
+        has = info.get("_harness_error", np.ones(n, dtype=bool))
+        error[has] = info["harness_error"][has]
+    return status, error
 
-    slot_episode = np.arange(n)  # index into `episodes` of each slot's episode; -1 when idle
-    next_pending = n
-    returns = np.zeros(n, dtype=np.float64)
-    lengths = np.zeros(n, dtype=np.int64)
-    started = np.full(n, time.perf_counter())
-    rtg = torch.tensor([ep.target / scale for ep in episodes[:n]], dtype=torch.float32, device=device)
-    steps = torch.zeros(n, dtype=torch.long, device=device)
-    traces: list[list[np.ndarray]] = [[] for _ in range(n)]
-    results: list[EpisodeResult | None] = [None] * len(episodes)
 
-    obs, _ = envs.reset(seed=[ep.seed for ep in episodes[:n]])
-    window.append(policy.normalize(obs), rtg, steps)
-    live_rows: torch.Tensor | None = None  # None: every slot is live
-    actions_np = np.zeros((n, ckpt.act_dim), dtype=np.float32)
+class _Run:
+    """The state of one ``run_episodes`` call (slots, pending queue, per-slot accumulators)."""
 
-    while True:
-        acts = policy.act(window.view(), live_rows)
-        window.set_last_action(acts, live_rows)
-        if live_rows is None:
-            actions_np = acts.cpu().numpy()
-        else:
-            actions_np[:] = 0.0
-            actions_np[live_rows.cpu().numpy()] = acts.cpu().numpy()
-        obs, reward, terminated, truncated, _ = envs.step(actions_np)
+    def __init__(self, policy, envs, episodes, n, progress, record_actions, on_finish) -> None:
+        ckpt = policy.checkpoint
+        self.policy, self.envs, self.episodes, self.n = policy, envs, episodes, n
+        self.progress, self.record_actions, self.on_finish = progress, record_actions, on_finish
+        self.device = policy.device
+        self.scale = policy.scale
+        self.window = ContextWindow(n, ckpt.context_length, ckpt.state_dim, ckpt.act_dim, device=self.device)
+        self.pending: deque[int] = deque(range(len(episodes)))
+        self.attempts = np.zeros(len(episodes), dtype=np.int64)
+        self.slot_episode = np.full(n, -1)  # index into `episodes` of each slot's episode; -1 when idle
+        self.returns = np.zeros(n, dtype=np.float64)
+        self.lengths = np.zeros(n, dtype=np.int64)
+        self.started = np.zeros(n)
+        self.rtg = torch.zeros(n, dtype=torch.float32, device=self.device)
+        self.steps = torch.zeros(n, dtype=torch.long, device=self.device)
+        self.traces: list[list[np.ndarray]] = [[] for _ in range(n)]
+        self.results: list[EpisodeResult | None] = [None] * len(episodes)
+        self.obs = np.zeros((n, *envs.single_observation_space.shape))
+        self.finished_now: list[EpisodeResult] = []
 
-        live = slot_episode >= 0
-        returns[live] += reward[live]
-        lengths[live] += 1
-        if record_actions:
-            for i in np.flatnonzero(live):
-                traces[i].append(actions_np[i].copy())
-        rtg -= torch.as_tensor(reward / scale, dtype=torch.float32, device=device)
-        steps = torch.clamp(steps + 1, max=policy.max_timestep)
+    def _record(self, i: int, terminated: bool, truncated: bool, status: str, error: str, now: float) -> None:
+        """Slot ``i``'s episode is over: store its result (or re-queue it once after an env error)."""
+        k = int(self.slot_episode[i])
+        status = status or "ok"
+        if status == "env_error" and self.attempts[k] < 2:
+            self.pending.appendleft(k)  # once more from its reset, on the fresh env
+            return
+        result = EpisodeResult(
+            spec=self.episodes[k],
+            ret=float(self.returns[i]),
+            length=int(self.lengths[i]),
+            terminated=terminated and status == "ok",
+            truncated=truncated and not terminated and status == "ok",
+            wall_time_s=float(now - self.started[i]),
+            status=status,
+            error=error,
+            actions=(np.stack(self.traces[i]) if self.traces[i] else np.zeros((0, self.policy.checkpoint.act_dim)))
+            if self.record_actions
+            else None,
+        )
+        self.results[k] = result
+        self.finished_now.append(result)
 
-        done = terminated | truncated
-        finished = np.flatnonzero(done & live)
-        now = time.perf_counter()
-        for i in finished:
-            k = int(slot_episode[i])
-            results[k] = EpisodeResult(
-                spec=episodes[k],
-                ret=float(returns[i]),
-                length=int(lengths[i]),
-                terminated=bool(terminated[i]),
-                truncated=bool(truncated[i]) and not bool(terminated[i]),
-                wall_time_s=float(now - started[i]),
-                actions=np.stack(traces[i]) if record_actions else None,
-            )
-        if progress is not None:
-            progress(len(finished), int(live.sum()))
+    def _assign(self, slots: np.ndarray) -> None:
+        """Reset ``slots`` with the next pending episodes (idle when none are left).
 
-        if done.any():
-            reset_slots = np.flatnonzero(done)
-            seeds: list[int | None] = [None] * n
-            for i in reset_slots:
-                if next_pending < len(episodes):
-                    slot_episode[i] = next_pending
-                    seeds[i] = episodes[next_pending].seed
-                    rtg[i] = episodes[next_pending].target / scale
-                    next_pending += 1
+        A reset that fails twice (GuardedEnv) records that episode as ``env_error`` and the
+        slot takes the next one.
+        """
+        todo = np.asarray(slots)
+        while len(todo):
+            seeds: list[int | None] = [None] * self.n
+            mask = np.zeros(self.n, dtype=bool)
+            mask[todo] = True
+            now = time.perf_counter()
+            for i in todo:
+                if self.pending:
+                    k = self.pending.popleft()
+                    self.attempts[k] += 1
+                    self.slot_episode[i] = k
+                    seeds[i] = self.episodes[k].seed
+                    self.rtg[i] = self.episodes[k].target / self.scale
                 else:
-                    slot_episode[i] = -1  # idle: reset only to keep the vector env steppable
-                returns[i], lengths[i], started[i] = 0.0, 0, now
-                traces[i] = []
-            if not (slot_episode >= 0).any():
-                break
-            mask = np.zeros(n, dtype=bool)
-            mask[reset_slots] = True
-            new_obs, _ = envs.reset(seed=seeds, options={"reset_mask": mask})
-            obs = np.where(mask[:, None], new_obs, obs)
-            rows = torch.as_tensor(reset_slots, device=device)
-            window.clear(rows)
-            steps[rows] = 0
-            live_now = slot_episode >= 0
-            live_rows = None if live_now.all() else torch.as_tensor(np.flatnonzero(live_now), device=device)
-        window.append(policy.normalize(obs), rtg, steps)
+                    self.slot_episode[i] = -1  # idle: reset only to keep the vector env steppable
+                self.returns[i], self.lengths[i], self.started[i] = 0.0, 0, now
+                self.traces[i] = []
+            new_obs, info = self.envs.reset(seed=seeds, options={"reset_mask": mask})
+            self.obs = np.where(mask[:, None], new_obs, self.obs)
+            rows = torch.as_tensor(todo, device=self.device)
+            self.window.clear(rows)
+            self.steps[rows] = 0
+            status, error = _statuses(info, self.n)
+            failed = [i for i in todo if status[i] and self.slot_episode[i] >= 0]
+            for i in failed:
+                self._record(i, False, False, str(status[i]), str(error[i]), time.perf_counter())
+            todo = np.asarray(failed, dtype=np.int64)
 
-    return [r for r in results if r is not None]
+    def run(self) -> list[EpisodeResult]:
+        n, policy, window = self.n, self.policy, self.window
+        self._assign(np.arange(n))
+        self._flush()
+        act_dim = policy.checkpoint.act_dim
+        while (self.slot_episode >= 0).any():
+            live = self.slot_episode >= 0
+            live_rows = None if live.all() else torch.as_tensor(np.flatnonzero(live), device=self.device)
+            window.append(policy.normalize(self.obs), self.rtg, self.steps)
+            acts = policy.act(window.view(), live_rows)
+            finite = torch.isfinite(acts).all(dim=1)
+            if not bool(finite.all()):
+                acts = torch.where(finite[:, None], acts, torch.zeros_like(acts))
+            window.set_last_action(acts, live_rows)
+            actions_np = np.zeros((n, act_dim), dtype=np.float32)
+            nan_slot = np.zeros(n, dtype=bool)
+            if live_rows is None:
+                actions_np[:] = acts.cpu().numpy()
+                nan_slot[:] = ~finite.cpu().numpy()
+            else:
+                idx = live_rows.cpu().numpy()
+                actions_np[idx] = acts.cpu().numpy()
+                nan_slot[idx] = ~finite.cpu().numpy()
+            obs, reward, terminated, truncated, info = self.envs.step(actions_np)
+            status, error = _statuses(info, n)
+            status[nan_slot & live] = "nan_action"
+
+            counted = live & ~nan_slot  # a step taken on a placeholder action is not the episode's
+            self.returns[counted] += reward[counted]
+            self.lengths[counted] += 1
+            if self.record_actions:
+                for i in np.flatnonzero(counted):
+                    self.traces[i].append(actions_np[i].copy())
+            self.rtg -= torch.as_tensor(reward / self.scale, dtype=torch.float32, device=self.device)
+            self.steps = torch.clamp(self.steps + 1, max=policy.max_timestep)
+            self.obs = obs
+
+            done = terminated | truncated | (status != "")
+            now = time.perf_counter()
+            ended = np.flatnonzero(done & live)
+            for i in ended:
+                self._record(i, bool(terminated[i]), bool(truncated[i]), str(status[i]), str(error[i]), now)
+            if self.progress is not None:
+                self.progress(len(self.finished_now), int(live.sum()))
+            if done.any():
+                self._assign(np.flatnonzero(done))
+            self._flush()
+        return [r for r in self.results if r is not None]
+
+    def _flush(self) -> None:
+        if self.finished_now:
+            if self.on_finish is not None:
+                self.on_finish(self.finished_now)
+            self.finished_now = []

@@ -45,3 +45,39 @@ def expected(seed: int) -> tuple[float, int, bool]:
 
 if ENV_ID not in gym.registry:
     gym.register(ENV_ID, entry_point=CounterEnv, max_episode_steps=TIME_LIMIT)
+
+
+FAULTY_ID = "HarnessTest/Faulty-v0"
+
+
+class FaultyEnv(CounterEnv):
+    """CounterEnv with failures chosen by the reset seed (checked by the rollout tests).
+
+    - ``seed % 10 == 1``: non-finite observation at step 2 (an unstable simulation);
+    - ``seed % 10 == 2``: ``step`` raises at step 2, every time (fails again on the fresh env);
+    - ``seed % 10 == 3``: ``step`` raises at step 2 the first time only (the retry succeeds);
+    - ``seed % 10 == 4``: ``reset`` raises every time.
+    """
+
+    crashed_once: set[int] = set()
+
+    def reset(self, *, seed=None, options=None):
+        if seed is not None and seed % 10 == 4:
+            raise RuntimeError(f"reset exploded for seed {seed}")
+        return super().reset(seed=seed, options=options)
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = super().step(action)
+        if self.t == 2:
+            if self.s % 10 == 1:
+                obs = obs * np.nan
+            elif self.s % 10 == 2:
+                raise RuntimeError("simulator crashed")
+            elif self.s % 10 == 3 and self.s not in FaultyEnv.crashed_once:
+                FaultyEnv.crashed_once.add(self.s)
+                raise RuntimeError("transient crash")
+        return obs, reward, terminated, truncated, info
+
+
+if FAULTY_ID not in gym.registry:
+    gym.register(FAULTY_ID, entry_point=FaultyEnv, max_episode_steps=TIME_LIMIT)

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 
 from harness.checkpoints import load_checkpoint
 from harness.policy import DTPolicy
@@ -9,7 +10,7 @@ from harness.reference import run_reference_episode
 from harness.rollout import EpisodeSpec, run_episodes
 
 from .conftest import make_checkpoint
-from .fake_env import ENV_ID, expected
+from .fake_env import ENV_ID, FAULTY_ID, FaultyEnv, expected
 
 
 @pytest.fixture(scope="module")
@@ -78,3 +79,58 @@ def test_mujoco_matches_reference_loop(tmp_path, env_id, num_envs):
         assert ref.length == r.length > 8  # longer than the context: the window slides
         np.testing.assert_allclose(r.actions, ref.actions, atol=1e-5, rtol=0)
         assert r.ret == pytest.approx(ref.ret, abs=1e-6)
+
+
+def test_failures_stay_inside_their_episode(counter_ckpt):
+    """Unstable states, crashing steps and resets end only their own episode, with a status;
+    a transient crash is retried once on a fresh env and then matches the clean episode."""
+    FaultyEnv.crashed_once.clear()
+    eps = episodes([100.0, 900.0], 10)  # seeds 0..9 twice
+    results = run_episodes(DTPolicy(counter_ckpt), FAULTY_ID, eps, num_envs=3)
+    assert [r.spec for r in results] == eps
+    for r in results:
+        kind = r.spec.seed % 10
+        if kind == 1:
+            assert (r.status, r.length) == ("unstable_state", 2)
+        elif kind == 2:
+            assert r.status == "env_error" and "simulator crashed" in r.error and r.length == 2
+        elif kind == 4:
+            assert r.status == "env_error" and "reset failed twice" in r.error and r.length == 0
+        else:  # clean, or recovered after one transient crash
+            ret, length, terminated = expected(r.spec.seed)
+            assert (r.status, r.length, r.terminated) == ("ok", length, terminated)
+            assert r.ret == pytest.approx(ret, abs=1e-12)
+        assert not (r.status != "ok" and (r.terminated or r.truncated))
+
+
+class _NaNAbove(DTPolicy):
+    """Returns NaN actions for slots whose newest return-to-go is above a threshold."""
+
+    def act(self, window, rows=None):
+        acts = super().act(window, rows)
+        rtg = window.returns_to_go[:, -1, 0] if rows is None else window.returns_to_go[rows, -1, 0]
+        return torch.where((rtg > 0.5)[:, None], torch.full_like(acts, float("nan")), acts)
+
+
+def test_nan_actions_end_only_their_episodes(counter_ckpt):
+    eps = episodes([100.0, 900.0], 6)  # scale 1000: 0.1 and 0.9
+    results = run_episodes(_NaNAbove(counter_ckpt), ENV_ID, eps, num_envs=4)
+    for r in results:
+        if r.spec.target > 500:
+            assert (r.status, r.length, r.ret) == ("nan_action", 0, 0.0)
+        else:
+            assert (r.status, r.length) == ("ok", expected(r.spec.seed)[1])
+
+
+def test_mujoco_instability_is_caught():
+    """An exploding MuJoCo state (MuJoCo's instability warning) ends the episode as unstable_state."""
+    from harness.envs import GuardedEnv, make_env
+
+    env = GuardedEnv(make_env("HalfCheetah-v4"))
+    env.reset(seed=0)
+    env.unwrapped.data.qvel[:] = 1e12
+    _, _, terminated, _, info = env.step(np.zeros(6, dtype=np.float32))
+    assert terminated and info["harness_status"] == "unstable_state"
+    env.reset(seed=1)
+    _, _, terminated, _, info = env.step(np.zeros(6, dtype=np.float32))
+    assert not terminated and "harness_status" not in info
