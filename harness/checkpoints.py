@@ -24,6 +24,7 @@ for a legacy ``pytorch_model.bin``. ``trust_remote_code`` is never used.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import pickle
@@ -118,6 +119,17 @@ class Checkpoint:
     @property
     def max_ep_len(self) -> int:
         return int(self.model.config.max_ep_len)
+
+    def fingerprint(self) -> str:
+        """A short hash of everything that determines actions: weights, statistics, scale, K."""
+        h = hashlib.sha256()
+        for name, tensor in sorted(self.model.state_dict().items()):
+            h.update(name.encode())
+            h.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+        for arr in (self.state_mean, self.state_std):
+            h.update(np.asarray(arr, dtype=np.float64).tobytes())
+        h.update(f"{self.return_scale!r}/{self.context_length}".encode())
+        return h.hexdigest()[:16]
 
     def describe(self) -> dict[str, Any]:
         """Metadata for ``metadata.json`` (no weights)."""

@@ -147,6 +147,11 @@ class FastActionHead:
     def __call__(self, window: Window) -> torch.Tensor:
         """``window`` (see :class:`harness.context.Window`; n slots, K steps) → ``(n, act_dim)`` float32 actions."""
         n = window.timesteps.shape[0]
+        if n == 1:
+            # one row would take BLAS's matrix-vector path, whose rounding differs from the
+            # matrix-matrix path of every larger batch; two rows keep each row's result
+            # independent of its batch (bit-equal), which resumed sweeps rely on
+            return self._forward(Window(*(x.expand(2, *x.shape[1:]) for x in window)))[:1]
         if n <= self.max_rows:
             return self._forward(window)
         step = -(-n // -(-n // self.max_rows))  # equal chunks of at most max_rows

@@ -22,7 +22,7 @@ import platform
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata as importlib_metadata
@@ -39,6 +39,15 @@ from harness.checkpoints import Checkpoint, embedded_names, load_checkpoint
 from harness.envs import DEFAULT_VERSION, VERSIONS, EnvSpec, resolve_env
 from harness.errors import HarnessError
 from harness.policy import PRECISIONS, DTPolicy
+from harness.results import (
+    EPISODES,
+    IDENTITY,
+    EpisodeLog,
+    canonical_order,
+    identity_differences,
+    read_episodes,
+    write_atomic,
+)
 from harness.rollout import EpisodeSpec, run_episodes
 
 EPISODE_COLUMNS = [
@@ -52,8 +61,10 @@ EPISODE_COLUMNS = [
     "length",
     "terminated",
     "truncated",
+    "status",
     "normalized_score",
     "wall_time_s",
+    "error",
 ]
 SUMMARY_COLUMNS = [
     "env",
@@ -62,6 +73,7 @@ SUMMARY_COLUMNS = [
     "target",
     "target_score",
     "n",
+    "n_failed",
     "return_mean",
     "return_std",
     "return_ci_low",
@@ -74,7 +86,10 @@ SUMMARY_COLUMNS = [
     "dataset_best_return",
     "dataset_best_score",
 ]
-RESULT_FILES = ("episodes.csv", "summary.csv", "metadata.json")
+RESULT_FILES = ("episodes.csv", "summary.csv", "metadata.json", IDENTITY)
+FIGURES = ("return_conditioning.png", "return_conditioning.svg")
+EXIT_FAILED_EPISODES = 3
+"""Exit code of a sweep that completed but recorded failed episodes (``status`` not ``ok``)."""
 MAX_EPISODES = 100_000
 MAX_NUM_ENVS = 4096
 DEFAULT_MAX_NUM_ENVS = 32
@@ -108,6 +123,8 @@ class SweepConfig:
     """Output folder; None: ``results/<timestamp>``."""
     progress: bool = True
     """Show a progress bar on stderr."""
+    overwrite: bool = False
+    """Discard results already in ``out`` (otherwise a matching sweep resumes, another is refused)."""
 
 
 def _episode_rows(env: EnvSpec, ckpt: Checkpoint, results) -> list[dict[str, Any]]:
@@ -123,8 +140,10 @@ def _episode_rows(env: EnvSpec, ckpt: Checkpoint, results) -> list[dict[str, Any
             "length": r.length,
             "terminated": r.terminated,
             "truncated": r.truncated,
+            "status": r.status,
             "normalized_score": env.normalized_score(r.ret),
             "wall_time_s": r.wall_time_s,
+            "error": r.error,
         }
         for r in results
     ]
@@ -156,6 +175,8 @@ def evaluate(
     device: str = "cpu",
     progress: tqdm | None = None,
     precision: str = "fp32",
+    done: set[tuple[float, int]] | None = None,
+    on_rows: Callable[[pd.DataFrame], None] | None = None,
 ) -> pd.DataFrame:
     """Run ``episodes`` episodes of one checkpoint at every target and return the episode rows.
 
@@ -169,9 +190,11 @@ def evaluate(
         device: torch device.
         progress: a tqdm bar to advance by episodes, or None.
         precision: ``fp32`` or ``bf16`` (see :class:`harness.policy.DTPolicy`).
+        done: ``(target, episode index)`` pairs already recorded (a resumed sweep): not run.
+        on_rows: called with the rows of the episodes that finish at each step (crash-safe logs).
 
     Returns:
-        One row per episode with the columns of :data:`EPISODE_COLUMNS`.
+        One row per episode run with the columns of :data:`EPISODE_COLUMNS`, in spec order.
 
     Example (needs a checkpoint)::
 
@@ -180,7 +203,10 @@ def evaluate(
     env = resolve_env(env) if isinstance(env, str) else env
     ckpt = load_checkpoint(checkpoint, device=device) if isinstance(checkpoint, str) else checkpoint
     ckpt.check_env(env)
-    specs = [EpisodeSpec(float(t), seed + k, k) for t in targets for k in range(episodes)]
+    done = done or set()
+    specs = [EpisodeSpec(float(t), seed + k, k) for t in targets for k in range(episodes) if (float(t), k) not in done]
+    if not specs:
+        return pd.DataFrame(columns=EPISODE_COLUMNS)
     slots = num_envs or min(len(specs), DEFAULT_MAX_NUM_ENVS)
     policy = DTPolicy(ckpt, device=device, precision=precision)
     steps_done = 0
@@ -199,12 +225,19 @@ def evaluate(
             progress.set_postfix_str(f"{steps_done / (now - started):,.0f} env-steps/s", refresh=False)
             last_post = now
 
-    results = run_episodes(policy, env.env_id, specs, slots, progress=on_step)
+    def on_finish(results) -> None:
+        if on_rows is not None:
+            on_rows(pd.DataFrame(_episode_rows(env, ckpt, results), columns=EPISODE_COLUMNS))
+
+    results = run_episodes(policy, env.env_id, specs, slots, progress=on_step, on_finish=on_finish)
     return pd.DataFrame(_episode_rows(env, ckpt, results), columns=EPISODE_COLUMNS)
 
 
 def summarize(episodes: pd.DataFrame, best_returns: dict[tuple[str, str], float] | None = None) -> pd.DataFrame:
     """One row per env × checkpoint × target: n, mean, std, 95% bootstrap CI, IQM, scores.
+
+    Statistics are over the episodes whose ``status`` is ``ok`` (``n`` of them); ``n_failed``
+    counts the others (their partial returns are in episodes.csv, not in the means).
 
     Args:
         episodes: rows with the columns of :data:`EPISODE_COLUMNS`.
@@ -216,7 +249,8 @@ def summarize(episodes: pd.DataFrame, best_returns: dict[tuple[str, str], float]
         ["env", "env_id", "checkpoint", "target"], sort=True
     ):
         env = resolve_env(env_id)
-        d = stats.describe(cell["return"].to_numpy())
+        ok = cell["status"] == "ok" if "status" in cell else np.ones(len(cell), dtype=bool)
+        d = stats.describe(cell.loc[ok, "return"].to_numpy())
         best = best_returns.get((env_name, label), float("nan"))
         rows.append(
             {
@@ -226,6 +260,7 @@ def summarize(episodes: pd.DataFrame, best_returns: dict[tuple[str, str], float]
                 "target": target,
                 "target_score": env.normalized_score(target),
                 "n": d["n"],
+                "n_failed": int((~ok).sum()),
                 "return_mean": d["mean"],
                 "return_std": d["std"],
                 "return_ci_low": d["ci_low"],
@@ -235,7 +270,7 @@ def summarize(episodes: pd.DataFrame, best_returns: dict[tuple[str, str], float]
                 "score_mean": env.normalized_score(d["mean"]),
                 "score_ci_low": env.normalized_score(d["ci_low"]),
                 "score_ci_high": env.normalized_score(d["ci_high"]),
-                "length_mean": float(cell["length"].mean()),
+                "length_mean": float(cell.loc[ok, "length"].mean()) if ok.any() else float("nan"),
                 "dataset_best_return": best,
                 "dataset_best_score": env.normalized_score(best),
             }
@@ -296,7 +331,7 @@ def _machine() -> dict[str, Any]:
 
 
 def _check_out(out: Path) -> None:
-    """Refuse an output path that is a file, lies under a file, or already holds results."""
+    """Refuse an output path that is a file or lies under a file."""
     if out.exists() and not out.is_dir():
         raise HarnessError(f"--out {out} is a file; pass a folder path")
     for parent in out.parents:
@@ -304,13 +339,42 @@ def _check_out(out: Path) -> None:
             if not parent.is_dir():
                 raise HarnessError(f"--out {out}: {parent} is a file; pass a folder path")
             break
-    if out.is_dir():
-        held = [name for name in RESULT_FILES if (out / name).exists()]
-        if held:
-            raise HarnessError(
-                f"--out {out} already holds results ({', '.join(held)}); pass a new --out folder "
-                "so that nothing is overwritten"
-            )
+
+
+def _held(out: Path) -> list[str]:
+    return [name for name in (*RESULT_FILES, *FIGURES) if (out / name).exists()] if out.is_dir() else []
+
+
+def _resume_or_refuse(out: Path, identity: dict[str, Any], overwrite: bool) -> bool:
+    """Decide what to do with an existing ``out``: True when a matching sweep is resumed.
+
+    Raises:
+        HarnessError: ``out`` holds results of another sweep (or of no known sweep) and
+            ``overwrite`` is not set.
+    """
+    held = _held(out)
+    if not held:
+        return False
+    if overwrite:
+        for name in held:
+            (out / name).unlink()
+        return False
+    if IDENTITY not in held:
+        raise HarnessError(
+            f"--out {out} already holds results ({', '.join(held)}) of no resumable sweep; pass a new --out "
+            "folder, or --overwrite to replace them"
+        )
+    try:
+        old = json.loads((out / IDENTITY).read_text())
+    except (OSError, ValueError) as exc:
+        raise HarnessError(f"{out / IDENTITY} is unreadable ({exc}); pass --overwrite to start again") from None
+    diff = identity_differences(old, identity)
+    if diff:
+        raise HarnessError(
+            f"--out {out} holds a sweep with other arguments ({'; '.join(diff[:3])}); rerun its command to "
+            "resume it, pass a new --out, or --overwrite to replace it"
+        )
+    return True
 
 
 def _prepare_out(out: Path) -> None:
@@ -321,15 +385,6 @@ def _prepare_out(out: Path) -> None:
         probe.unlink()
     except OSError as exc:
         raise HarnessError(f"--out {out} is not writable ({exc.strerror}); pass a folder you can write to") from None
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    tmp.replace(path)
 
 
 # ----------------------------------------------------------------------------- the sweep
@@ -401,14 +456,31 @@ def validate(config: SweepConfig) -> list[EnvSpec]:
     return envs
 
 
+def _identity(config: SweepConfig, loaded: list[tuple[EnvSpec, Checkpoint, list[float]]]) -> dict[str, Any]:
+    """What determines a sweep's rows (what a resume must match)."""
+    return {
+        "format": 1,
+        "cells": [
+            {"env": env.name, "env_id": env.env_id, "checkpoint": c.label, "fingerprint": c.fingerprint(), "targets": t}
+            for env, c, t in loaded
+        ],
+        "episodes": config.episodes,
+        "seed": config.seed,
+        "precision": config.precision,
+    }
+
+
 def run_sweep(config: SweepConfig, command: str | None = None) -> pd.DataFrame:
     """Run a whole sweep and write its folder; returns the episode rows.
 
-    Every argument and every checkpoint is checked before anything is written; an output
-    folder that already holds results is refused.
+    Every argument and every checkpoint is checked before anything is written. Episodes are
+    appended to ``episodes.csv`` as they finish; rerunning the same sweep into the same folder
+    runs only the missing episodes (see :mod:`harness.results`); another sweep's folder is
+    refused unless ``config.overwrite``.
 
     Raises:
         HarnessError: bad input, with the fix in the message.
+        KeyboardInterrupt: after the finished episodes are safely on disk.
 
     ``command`` is recorded in metadata.json (the command line, when run from it).
     """
@@ -425,18 +497,43 @@ def run_sweep(config: SweepConfig, command: str | None = None) -> pd.DataFrame:
             ckpt.check_env(env)
             targets = config.targets if config.targets is not None else default_targets(env, ckpt, config.num_targets)
             loaded.append((env, ckpt, [float(t) for t in targets]))
+    labels = [(env.name, c.label) for env, c, _ in loaded]
+    if len(set(labels)) != len(labels):
+        dup = next(x for x in labels if labels.count(x) > 1)
+        raise HarnessError(f"--checkpoint names {dup[0]}={dup[1]} twice; list each checkpoint once")
+    identity = _identity(config, loaded)
+    resuming = _resume_or_refuse(out, identity, config.overwrite)
+    cells = {(env.name, c.label): t for env, c, t in loaded}
+    previous = (
+        read_episodes(out / EPISODES, EPISODE_COLUMNS, cells, config.episodes)
+        if resuming
+        else pd.DataFrame(columns=EPISODE_COLUMNS)
+    )
     _prepare_out(out)
+    if not resuming:
+        write_atomic(out / IDENTITY, json.dumps(identity, indent=2) + "\n")
 
     total = sum(len(t) * config.episodes for _, _, t in loaded)
     bar = tqdm(
-        total=total, unit="ep", desc="episodes", file=sys.stderr, disable=not config.progress, dynamic_ncols=True
+        total=total,
+        initial=len(previous),
+        unit="ep",
+        desc="episodes",
+        file=sys.stderr,
+        disable=not config.progress,
+        dynamic_ncols=True,
     )
-    frames = []
+    if resuming and len(previous):
+        tqdm.write(f"resuming: {len(previous)} of {total} episodes already in {out / EPISODES}", file=sys.stderr)
+    log = EpisodeLog(out / EPISODES, EPISODE_COLUMNS)
+    log.open()
     t0 = time.perf_counter()
-    with bar:
-        for env, ckpt, targets in loaded:
-            bar.set_description(f"{env.name} {ckpt.label}")
-            frames.append(
+    try:
+        with bar:
+            for env, ckpt, targets in loaded:
+                cell = previous[(previous["env"] == env.name) & (previous["checkpoint"] == ckpt.label)]
+                done = {(float(t), int(k)) for t, k in zip(cell["target"], cell["episode"], strict=True)}
+                bar.set_description(f"{env.name} {ckpt.label}")
                 evaluate(
                     ckpt,
                     env,
@@ -447,31 +544,43 @@ def run_sweep(config: SweepConfig, command: str | None = None) -> pd.DataFrame:
                     config.device,
                     bar,
                     precision=config.precision,
+                    done=done,
+                    on_rows=log.append,
                 )
-            )
+    finally:
+        log.close()
     elapsed = time.perf_counter() - t0
-    episodes = pd.concat(frames, ignore_index=True)
+
+    all_rows = read_episodes(out / EPISODES, EPISODE_COLUMNS, cells, config.episodes)
+    if len(all_rows) != total:  # cannot happen unless the file was edited during the run
+        raise HarnessError(
+            f"{out / EPISODES} holds {len(all_rows)} of {total} episodes after the sweep; rerun to resume"
+        )
+    episodes = canonical_order(all_rows, labels)
+    write_atomic(out / EPISODES, episodes.to_csv(index=False, lineterminator="\n"))
     best = {(env.name, c.label): c.dataset.return_max for env, c, _ in loaded if c.dataset is not None}
     summary = summarize(episodes, best_returns=best)
-
-    _write_atomic(out / "episodes.csv", episodes.to_csv(index=False))
-    _write_atomic(out / "summary.csv", summary.to_csv(index=False))
-    env_steps = int(episodes["length"].sum())
+    write_atomic(out / "summary.csv", summary.to_csv(index=False))
+    run_steps = int(episodes["length"].sum() - (previous["length"].sum() if len(previous) else 0))
     meta = {
         "command": command,
         "arguments": asdict(config) | {"out": str(out)},
-        "checkpoints": [c.describe() | {"env": env.name, "targets": t} for env, c, t in loaded],
+        "checkpoints": [
+            c.describe() | {"env": env.name, "targets": t, "fingerprint": c.fingerprint()} for env, c, t in loaded
+        ],
         "versions": _versions(),
         "git": _git_state(),
         "machine": _machine(),
         "started_at": started_at.isoformat(),
         "ended_at": datetime.now(timezone.utc).isoformat(),
         "episodes": len(episodes),
-        "env_steps": env_steps,
+        "failed_episodes": int((episodes["status"] != "ok").sum()),
+        "resumed_episodes": len(previous),
+        "env_steps": int(episodes["length"].sum()),
         "elapsed_s": elapsed,
-        "env_steps_per_s": env_steps / elapsed if elapsed > 0 else None,
+        "env_steps_per_s": run_steps / elapsed if elapsed > 0 else None,
     }
-    _write_atomic(out / "metadata.json", json.dumps(meta, indent=2, default=str) + "\n")
+    write_atomic(out / "metadata.json", json.dumps(meta, indent=2, default=str) + "\n")
     from harness.plot import save_figures
 
     save_figures(out)
@@ -565,6 +674,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", default=None, metavar="DIR", help="output folder; default: results/<UTC timestamp>")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="discard the results already in --out (by default the same sweep resumes and another is refused)",
+    )
     return p
 
 
@@ -609,18 +723,30 @@ def main(argv: list[str] | None = None) -> int:
         precision=args.precision,
         out=args.out,
         progress=not args.no_progress,
+        overwrite=args.overwrite,
     )
     if config.out is None:
         config.out = str(Path("results") / datetime.now(timezone.utc).strftime("%Y-%m-%dT%H-%M-%S"))
+    command = " ".join(["python -m harness.sweep", *(sys.argv[1:] if argv is None else argv)])
     try:
-        run_sweep(config, command=" ".join(["python -m harness.sweep", *(sys.argv[1:] if argv is None else argv)]))
+        episodes = run_sweep(config, command=command)
     except HarnessError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"\ninterrupted: no results were written to {config.out}", file=sys.stderr)
+        log = Path(config.out) / EPISODES
+        kept = max(sum(1 for _ in open(log, encoding="utf-8")) - 1, 0) if log.is_file() else 0
+        print(
+            f"\ninterrupted: {kept} finished episodes are saved in {log}; rerun the same command to resume",
+            file=sys.stderr,
+        )
         return 130
     _print_summary(pd.read_csv(Path(config.out) / "summary.csv"), Path(config.out))
+    failed = episodes[episodes["status"] != "ok"]
+    if len(failed):
+        kinds = ", ".join(f"{n} {k}" for k, n in failed["status"].value_counts().items())
+        print(f"warning: {len(failed)} episodes failed ({kinds}); see the status column", file=sys.stderr)
+        return EXIT_FAILED_EPISODES
     return 0
 
 

@@ -276,7 +276,7 @@ def test_python_api_and_redraw(tmp_path, tiny_checkpoints, capsys):
         ]
     )
     assert code == 0
-    rows = pd.read_csv(out / "episodes.csv")
+    rows = pd.read_csv(out / "episodes.csv").fillna({"error": ""})
     pd.testing.assert_frame_equal(
         rows.drop(columns="wall_time_s").assign(checkpoint=0),
         df.drop(columns="wall_time_s").assign(checkpoint=0),
