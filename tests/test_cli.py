@@ -12,6 +12,8 @@ import pytest
 from harness import plot, sweep
 from harness.sweep import EPISODE_COLUMNS, SUMMARY_COLUMNS, evaluate
 
+from .conftest import make_checkpoint
+
 HUB_ID = "edbeeching/decision-transformer-gym-hopper-medium"
 
 
@@ -162,15 +164,52 @@ BAD = [
     (["--envs", "hopper", "--checkpoint", "hopper={hopper}", "--num-targets", "0"], "--num-targets must be between"),
     (["--envs", "hopper", "--checkpoint", "hopper="], "names no folder or Hub id"),
     (["--envs", "hopper", "--checkpoint", "hopper={hopper}", "--precision", "fp16"], "invalid choice: 'fp16'"),
+    (["--envs", "hopper", "--checkpoint", "hopper={noconfig}"], "no config.json"),
+    (["--envs", "hopper", "--checkpoint", "hopper={badjson}"], "is not valid JSON"),
+    (["--envs", "hopper", "--checkpoint", "hopper={truncated}"], "unreadable or truncated"),
+    (["--envs", "hopper", "--checkpoint", "hopper={noweights}"], "no weights"),
+    (["--envs", "hopper", "--checkpoint", "hopper={shapes}"], "weights do not match config.json"),
+    (["--envs", "hopper", "--checkpoint", "hopper={nostats}"], "has no state statistics"),
+    (["--envs", "hopper", "--checkpoint", "hopper={shortstats}"], "state_std has 5 values but the state size is 11"),
+    (["--envs", "hopper", "--checkpoint", "hopper={hopper}", "--num-envs", "-2"], "--num-envs must be between 1"),
 ]
 
 
+@pytest.fixture(scope="module")
+def broken(tmp_path_factory) -> dict[str, str]:
+    """Checkpoint folders broken in the ways users break them."""
+    root = tmp_path_factory.mktemp("broken")
+    out = {}
+
+    def fresh(name: str) -> Path:
+        folder = make_checkpoint(root / name, "Hopper-v4")
+        out[name] = str(folder)
+        return folder
+
+    (fresh("noconfig") / "config.json").unlink()
+    (fresh("badjson") / "config.json").write_text("{not json")
+    weights = fresh("truncated") / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    (fresh("noweights") / "model.safetensors").unlink()
+    for name, change in (
+        ("shapes", {"hidden_size": 32}),
+        ("nostats", {"state_mean": None}),
+        ("shortstats", {"state_std": [1.0] * 5}),
+    ):
+        path = fresh(name) / "config.json"
+        cfg = json.loads(path.read_text())
+        for k, v in change.items():
+            cfg.pop(k) if v is None else cfg.__setitem__(k, v)
+        path.write_text(json.dumps(cfg))
+    return out
+
+
 @pytest.mark.parametrize(("args", "needle"), BAD)
-def test_bad_input_is_one_line_exit_2(tmp_path, tiny_checkpoints, capsys, args, needle):
+def test_bad_input_is_one_line_exit_2(tmp_path, tiny_checkpoints, broken, capsys, args, needle):
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("precious")
-    fill = {k: str(v) for k, v in tiny_checkpoints.items()} | {"missing": str(tmp_path / "nope")}
+    fill = {k: str(v) for k, v in tiny_checkpoints.items()} | {"missing": str(tmp_path / "nope")} | broken
     code, err = call_main([a.format(**fill) for a in args] + ["--out", out, "--no-progress"], capsys)
     assert code == 2
     assert err.startswith("error: ") and err.count("\n") == 1, err
