@@ -38,6 +38,7 @@ from harness import stats
 from harness.checkpoints import Checkpoint, embedded_names, load_checkpoint
 from harness.envs import DEFAULT_VERSION, VERSIONS, EnvSpec, resolve_env
 from harness.errors import HarnessError
+from harness.parallel import BACKENDS
 from harness.policy import PRECISIONS, DTPolicy
 from harness.results import (
     EPISODES,
@@ -92,6 +93,7 @@ EXIT_FAILED_EPISODES = 3
 """Exit code of a sweep that completed but recorded failed episodes (``status`` not ``ok``)."""
 MAX_EPISODES = 100_000
 MAX_NUM_ENVS = 4096
+MAX_JOBS = 1024
 DEFAULT_MAX_NUM_ENVS = 32
 
 
@@ -125,6 +127,12 @@ class SweepConfig:
     """Show a progress bar on stderr."""
     overwrite: bool = False
     """Discard results already in ``out`` (otherwise a matching sweep resumes, another is refused)."""
+    jobs: int = 1
+    """Worker processes; above 1 the sweep's cells run on ``backend`` (see :mod:`harness.parallel`)."""
+    backend: str = "loky"
+    """joblib backend for ``jobs > 1``: ``loky``, ``dask`` or ``ray``."""
+    scheduler: str | None = None
+    """Address of a running Dask scheduler (``tcp://host:8786``); None starts a local cluster."""
 
 
 def _episode_rows(env: EnvSpec, ckpt: Checkpoint, results) -> list[dict[str, Any]]:
@@ -447,6 +455,12 @@ def validate(config: SweepConfig) -> list[EnvSpec]:
         raise HarnessError(f"--seed must be between 0 and {2**31 - 1 - MAX_EPISODES}, got {config.seed}")
     if config.num_envs is not None and not 1 <= config.num_envs <= MAX_NUM_ENVS:
         raise HarnessError(f"--num-envs must be between 1 and {MAX_NUM_ENVS}, got {config.num_envs}")
+    if not 1 <= config.jobs <= MAX_JOBS:
+        raise HarnessError(f"--jobs must be between 1 and {MAX_JOBS}, got {config.jobs}")
+    if config.backend not in BACKENDS:
+        raise HarnessError(f"unknown --backend {config.backend!r}; use one of: {', '.join(BACKENDS)}")
+    if config.scheduler is not None and config.backend != "dask":
+        raise HarnessError("--scheduler is the address of a Dask cluster; pass it with --backend dask")
     if config.precision not in PRECISIONS:
         raise HarnessError(f"unknown --precision {config.precision!r}; use one of: {', '.join(PRECISIONS)}")
     if config.device not in ("cpu", "cuda") and not config.device.startswith("cuda:"):
@@ -454,6 +468,55 @@ def validate(config: SweepConfig) -> list[EnvSpec]:
     if config.device.startswith("cuda") and not torch.cuda.is_available():
         raise HarnessError("--device cuda was asked for but no CUDA GPU is visible to torch; use --device cpu")
     return envs
+
+
+def _done(previous: pd.DataFrame, env_name: str, label: str) -> set[tuple[float, int]]:
+    """``(target, episode)`` pairs of one (env, checkpoint) already in ``previous``."""
+    cell = previous[(previous["env"] == env_name) & (previous["checkpoint"] == label)]
+    return {(float(t), int(k)) for t, k in zip(cell["target"], cell["episode"], strict=True)}
+
+
+def _run_parallel(
+    config: SweepConfig,
+    loaded: list[tuple[EnvSpec, Checkpoint, list[float]]],
+    specs: dict[tuple[str, str], str],
+    previous: pd.DataFrame,
+    log: EpisodeLog,
+    bar: tqdm,
+) -> None:
+    """Run the sweep's missing episodes as (env, checkpoint, target) cells on ``config.backend``."""
+    from harness.parallel import Cell, engine, run_cells, threads_per_job
+
+    threads = threads_per_job(config.jobs)
+    cells = []
+    for env, ckpt, targets in loaded:
+        done = _done(previous, env.name, ckpt.label)
+        fingerprint = ckpt.fingerprint()
+        for t in targets:
+            todo = tuple(k for k in range(config.episodes) if (t, k) not in done)
+            if todo:
+                cells.append(
+                    Cell(
+                        env.env_id,
+                        specs[(env.name, ckpt.label)],
+                        fingerprint,
+                        t,
+                        todo,
+                        config.seed,
+                        config.num_envs,
+                        config.precision,
+                        config.device,
+                        threads,
+                    )
+                )
+    bar.set_description(f"{len(cells)} cells on {config.jobs} {config.backend} workers")
+
+    def on_cell(rows: pd.DataFrame) -> None:
+        log.append(rows)
+        bar.update(len(rows))
+
+    with engine(config.backend, config.jobs, config.scheduler):
+        run_cells(cells, on_cell)
 
 
 def _identity(config: SweepConfig, loaded: list[tuple[EnvSpec, Checkpoint, list[float]]]) -> dict[str, Any]:
@@ -491,12 +554,14 @@ def run_sweep(config: SweepConfig, command: str | None = None) -> pd.DataFrame:
     _check_out(out)
 
     loaded: list[tuple[EnvSpec, Checkpoint, list[float]]] = []
+    specs: dict[tuple[str, str], str] = {}
     for env in envs:
         for spec in by_env[env.name]:
             ckpt = load_checkpoint(spec, device=config.device)
             ckpt.check_env(env)
             targets = config.targets if config.targets is not None else default_targets(env, ckpt, config.num_targets)
             loaded.append((env, ckpt, [float(t) for t in targets]))
+            specs[(env.name, ckpt.label)] = spec
     labels = [(env.name, c.label) for env, c, _ in loaded]
     if len(set(labels)) != len(labels):
         dup = next(x for x in labels if labels.count(x) > 1)
@@ -530,23 +595,25 @@ def run_sweep(config: SweepConfig, command: str | None = None) -> pd.DataFrame:
     t0 = time.perf_counter()
     try:
         with bar:
-            for env, ckpt, targets in loaded:
-                cell = previous[(previous["env"] == env.name) & (previous["checkpoint"] == ckpt.label)]
-                done = {(float(t), int(k)) for t, k in zip(cell["target"], cell["episode"], strict=True)}
-                bar.set_description(f"{env.name} {ckpt.label}")
-                evaluate(
-                    ckpt,
-                    env,
-                    targets,
-                    config.episodes,
-                    config.num_envs,
-                    config.seed,
-                    config.device,
-                    bar,
-                    precision=config.precision,
-                    done=done,
-                    on_rows=log.append,
-                )
+            if config.jobs > 1:
+                _run_parallel(config, loaded, specs, previous, log, bar)
+            else:
+                for env, ckpt, targets in loaded:
+                    done = _done(previous, env.name, ckpt.label)
+                    bar.set_description(f"{env.name} {ckpt.label}")
+                    evaluate(
+                        ckpt,
+                        env,
+                        targets,
+                        config.episodes,
+                        config.num_envs,
+                        config.seed,
+                        config.device,
+                        bar,
+                        precision=config.precision,
+                        done=done,
+                        on_rows=log.append,
+                    )
     finally:
         log.close()
     elapsed = time.perf_counter() - t0
@@ -675,6 +742,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, metavar="DIR", help="output folder; default: results/<UTC timestamp>")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument(
+        "--jobs",
+        type=_int,
+        default=d.jobs,
+        metavar="N",
+        help="worker processes; above 1, (env, checkpoint, target) cells run in parallel on --backend, with "
+        "torch threads per worker = cores / N",
+    )
+    p.add_argument(
+        "--backend", choices=list(BACKENDS), default=d.backend, help="joblib backend for --jobs > 1 (README)"
+    )
+    p.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="a running Dask scheduler (tcp://host:8786) for --backend dask; default: a local cluster",
+    )
+    p.add_argument(
         "--overwrite",
         action="store_true",
         help="discard the results already in --out (by default the same sweep resumes and another is refused)",
@@ -724,6 +808,9 @@ def main(argv: list[str] | None = None) -> int:
         out=args.out,
         progress=not args.no_progress,
         overwrite=args.overwrite,
+        jobs=args.jobs,
+        backend=args.backend,
+        scheduler=args.scheduler,
     )
     if config.out is None:
         config.out = str(Path("results") / datetime.now(timezone.utc).strftime("%Y-%m-%dT%H-%M-%S"))
