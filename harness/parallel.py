@@ -160,8 +160,20 @@ def engine(backend: str, jobs: int, scheduler: str | None) -> Iterator[None]:
 
 
 def run_cells(cells: Sequence[Cell], on_cell: Callable[[pd.DataFrame], None]) -> None:
-    """Run ``cells`` on the active joblib engine; ``on_cell`` gets each cell's rows as it finishes."""
-    from joblib import Parallel, delayed
+    """Run ``cells`` on the active joblib engine; ``on_cell`` gets each cell's rows as it finishes.
 
-    for rows in Parallel(return_as="generator_unordered")(delayed(run_cell)(c) for c in cells):
-        on_cell(rows)
+    Backends that cannot stream results (joblib's Ray backend) run the cells in waves of
+    ``n_jobs``, so finished cells still reach ``on_cell`` (and disk) during the sweep.
+    """
+    from joblib import Parallel, delayed
+    from joblib.parallel import get_active_backend
+
+    backend, n_jobs = get_active_backend()
+    if getattr(backend, "supports_return_generator", False):
+        for rows in Parallel(return_as="generator_unordered")(delayed(run_cell)(c) for c in cells):
+            on_cell(rows)
+        return
+    wave = max(int(n_jobs or 1), 1)
+    for start in range(0, len(cells), wave):
+        for rows in Parallel()(delayed(run_cell)(c) for c in cells[start : start + wave]):
+            on_cell(rows)
