@@ -45,6 +45,7 @@ class Cell:
         precision: ``fp32`` or ``bf16``.
         device: torch device in the worker.
         threads: torch threads in the worker.
+        env_workers: processes stepping the cell's slots.
     """
 
     env_id: str
@@ -57,6 +58,7 @@ class Cell:
     precision: str
     device: str
     threads: int
+    env_workers: int = 1
 
 
 def run_cell(cell: Cell) -> pd.DataFrame:
@@ -89,6 +91,7 @@ def run_cell(cell: Cell) -> pd.DataFrame:
         device=cell.device,
         precision=cell.precision,
         done=done,
+        env_workers=cell.env_workers,
     )
 
 

@@ -86,6 +86,7 @@ def run_episodes(
     record_actions: bool = False,
     max_episode_steps: int | None = None,
     on_finish: FinishFn | None = None,
+    env_workers: int = 1,
 ) -> list[EpisodeResult]:
     """Run ``episodes`` with ``policy`` on ``min(num_envs, len(episodes))`` slots.
 
@@ -98,6 +99,8 @@ def run_episodes(
         record_actions: keep every episode's actions (for tests and debugging).
         max_episode_steps: override of the env's time limit (benchmarks).
         on_finish: optional callback with each step's finished episodes.
+        env_workers: processes that step the slots (:class:`harness.vector.ShardedVectorEnv`);
+            1 steps them in this process.
 
     Returns:
         One result per episode, in the order of ``episodes``. An episode whose env raised is
@@ -108,7 +111,12 @@ def run_episodes(
     if not episodes:
         return []
     n = min(num_envs, len(episodes))
-    envs = make_vector_env(env_id, n, max_episode_steps)
+    if env_workers > 1:
+        from harness.vector import ShardedVectorEnv
+
+        envs = ShardedVectorEnv(env_id, n, env_workers, max_episode_steps)
+    else:
+        envs = make_vector_env(env_id, n, max_episode_steps)
     try:
         return _Run(policy, envs, episodes, n, progress, record_actions, on_finish).run()
     finally:

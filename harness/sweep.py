@@ -117,8 +117,8 @@ class SweepConfig:
     """Episode k of every cell is reset with seed ``seed + k``."""
     env_version: str = DEFAULT_VERSION
     """Gymnasium version for short env names (v4 is closest to D4RL's -v3)."""
-    device: str = "cpu"
-    """Torch device of the model and context buffers."""
+    device: str = "auto"
+    """Torch device of the model and context buffers; ``auto``: ``cuda`` when a GPU is visible."""
     precision: str = "fp32"
     """``fp32`` (exact: the tutorial loop's actions) or ``bf16`` (faster, not bit-exact)."""
     out: str | None = None
@@ -133,6 +133,8 @@ class SweepConfig:
     """joblib backend for ``jobs > 1``: ``loky``, ``dask`` or ``ray``."""
     scheduler: str | None = None
     """Address of a running Dask scheduler (``tcp://host:8786``); None starts a local cluster."""
+    env_workers: int = 1
+    """Processes that step each evaluator's slots (for a GPU-bound model, the simulator's share)."""
 
 
 def _episode_rows(env: EnvSpec, ckpt: Checkpoint, results) -> list[dict[str, Any]]:
@@ -185,6 +187,7 @@ def evaluate(
     precision: str = "fp32",
     done: set[tuple[float, int]] | None = None,
     on_rows: Callable[[pd.DataFrame], None] | None = None,
+    env_workers: int = 1,
 ) -> pd.DataFrame:
     """Run ``episodes`` episodes of one checkpoint at every target and return the episode rows.
 
@@ -200,6 +203,7 @@ def evaluate(
         precision: ``fp32`` or ``bf16`` (see :class:`harness.policy.DTPolicy`).
         done: ``(target, episode index)`` pairs already recorded (a resumed sweep): not run.
         on_rows: called with the rows of the episodes that finish at each step (crash-safe logs).
+        env_workers: processes that step the slots (see :mod:`harness.vector`).
 
     Returns:
         One row per episode run with the columns of :data:`EPISODE_COLUMNS`, in spec order.
@@ -237,7 +241,9 @@ def evaluate(
         if on_rows is not None:
             on_rows(pd.DataFrame(_episode_rows(env, ckpt, results), columns=EPISODE_COLUMNS))
 
-    results = run_episodes(policy, env.env_id, specs, slots, progress=on_step, on_finish=on_finish)
+    results = run_episodes(
+        policy, env.env_id, specs, slots, progress=on_step, on_finish=on_finish, env_workers=env_workers
+    )
     return pd.DataFrame(_episode_rows(env, ckpt, results), columns=EPISODE_COLUMNS)
 
 
@@ -427,6 +433,13 @@ def _parse_checkpoints(entries: Sequence[str], envs: Sequence[EnvSpec]) -> dict[
     return by_env
 
 
+def resolve_device(name: str) -> str:
+    """``auto`` → ``cuda`` when torch sees a GPU, else ``cpu``; other names unchanged."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
 def validate(config: SweepConfig) -> list[EnvSpec]:
     """Check every argument that can be checked without loading anything."""
     if not config.envs:
@@ -463,8 +476,10 @@ def validate(config: SweepConfig) -> list[EnvSpec]:
         raise HarnessError("--scheduler is the address of a Dask cluster; pass it with --backend dask")
     if config.precision not in PRECISIONS:
         raise HarnessError(f"unknown --precision {config.precision!r}; use one of: {', '.join(PRECISIONS)}")
-    if config.device not in ("cpu", "cuda") and not config.device.startswith("cuda:"):
-        raise HarnessError(f"unknown --device {config.device!r}; use cpu or cuda")
+    if config.device not in ("cpu", "cuda", "auto") and not config.device.startswith("cuda:"):
+        raise HarnessError(f"unknown --device {config.device!r}; use auto, cpu or cuda")
+    if not 1 <= config.env_workers <= MAX_JOBS:
+        raise HarnessError(f"--env-workers must be between 1 and {MAX_JOBS}, got {config.env_workers}")
     if config.device.startswith("cuda") and not torch.cuda.is_available():
         raise HarnessError("--device cuda was asked for but no CUDA GPU is visible to torch; use --device cpu")
     return envs
@@ -478,6 +493,7 @@ def _done(previous: pd.DataFrame, env_name: str, label: str) -> set[tuple[float,
 
 def _run_parallel(
     config: SweepConfig,
+    device: str,
     loaded: list[tuple[EnvSpec, Checkpoint, list[float]]],
     specs: dict[tuple[str, str], str],
     previous: pd.DataFrame,
@@ -505,8 +521,9 @@ def _run_parallel(
                         config.seed,
                         config.num_envs,
                         config.precision,
-                        config.device,
+                        device,
                         threads,
+                        config.env_workers,
                     )
                 )
     bar.set_description(f"{len(cells)} cells on {config.jobs} {config.backend} workers")
@@ -549,6 +566,7 @@ def run_sweep(config: SweepConfig, command: str | None = None) -> pd.DataFrame:
     """
     started_at = datetime.now(timezone.utc)
     envs = validate(config)
+    device = resolve_device(config.device)
     by_env = _parse_checkpoints(config.checkpoints, envs)
     out = Path(config.out) if config.out else Path("results") / started_at.strftime("%Y-%m-%dT%H-%M-%S")
     _check_out(out)
@@ -557,7 +575,7 @@ def run_sweep(config: SweepConfig, command: str | None = None) -> pd.DataFrame:
     specs: dict[tuple[str, str], str] = {}
     for env in envs:
         for spec in by_env[env.name]:
-            ckpt = load_checkpoint(spec, device=config.device)
+            ckpt = load_checkpoint(spec, device=device)
             ckpt.check_env(env)
             targets = config.targets if config.targets is not None else default_targets(env, ckpt, config.num_targets)
             loaded.append((env, ckpt, [float(t) for t in targets]))
@@ -596,7 +614,7 @@ def run_sweep(config: SweepConfig, command: str | None = None) -> pd.DataFrame:
     try:
         with bar:
             if config.jobs > 1:
-                _run_parallel(config, loaded, specs, previous, log, bar)
+                _run_parallel(config, device, loaded, specs, previous, log, bar)
             else:
                 for env, ckpt, targets in loaded:
                     done = _done(previous, env.name, ckpt.label)
@@ -608,11 +626,12 @@ def run_sweep(config: SweepConfig, command: str | None = None) -> pd.DataFrame:
                         config.episodes,
                         config.num_envs,
                         config.seed,
-                        config.device,
+                        device,
                         bar,
                         precision=config.precision,
                         done=done,
                         on_rows=log.append,
+                        env_workers=config.env_workers,
                     )
     finally:
         log.close()
@@ -631,7 +650,7 @@ def run_sweep(config: SweepConfig, command: str | None = None) -> pd.DataFrame:
     run_steps = int(episodes["length"].sum() - (previous["length"].sum() if len(previous) else 0))
     meta = {
         "command": command,
-        "arguments": asdict(config) | {"out": str(out)},
+        "arguments": asdict(config) | {"out": str(out), "device_used": device},
         "checkpoints": [
             c.describe() | {"env": env.name, "targets": t, "fingerprint": c.fingerprint()} for env, c, t in loaded
         ],
@@ -731,7 +750,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--env-version", default=d.env_version, metavar="|".join(VERSIONS), help="Gymnasium version for short env names"
     )
-    p.add_argument("--device", default=d.device, metavar="cpu|cuda", help="torch device for the model")
+    p.add_argument(
+        "--device",
+        default=d.device,
+        metavar="auto|cpu|cuda",
+        help="torch device of the model and context buffers; auto: cuda when a GPU is visible",
+    )
+    p.add_argument(
+        "--env-workers",
+        type=_int,
+        default=d.env_workers,
+        metavar="N",
+        help="processes that step the slots (the simulator's share, once the model is on a GPU)",
+    )
     p.add_argument(
         "--precision",
         choices=list(PRECISIONS),
@@ -809,6 +840,7 @@ def main(argv: list[str] | None = None) -> int:
         progress=not args.no_progress,
         overwrite=args.overwrite,
         jobs=args.jobs,
+        env_workers=args.env_workers,
         backend=args.backend,
         scheduler=args.scheduler,
     )

@@ -108,3 +108,35 @@ def test_threads_per_job_never_oversubscribe():
     assert parallel.threads_per_job(2, cores=2) == 1
     assert parallel.threads_per_job(8, cores=2) == 1
     assert parallel.threads_per_job(4, cores=16) == 4
+
+
+def test_env_workers_give_the_same_episodes(ckpts, sequential, tmp_path):
+    """Slots stepped in 2 processes (ShardedVectorEnv): same rows as in one."""
+    assert sweep.main(args(ckpts, tmp_path / "run", "--env-workers", "2")) == 0
+    pd.testing.assert_frame_equal(rows(tmp_path / "run"), sequential)
+
+
+def test_sharded_env_keeps_failures_inside_episodes(tmp_path):
+    """Crashes and unstable states in worker processes reach the rollout as statuses, and the
+    episodes equal those of the in-process vector env."""
+    from harness.checkpoints import load_checkpoint
+    from harness.policy import DTPolicy
+    from harness.rollout import EpisodeSpec, run_episodes
+
+    from .fake_env import FAULTY_ID, FaultyEnv
+
+    ckpt = load_checkpoint(str(make_checkpoint(tmp_path / "c", dims=(3, 2), context_length=4, max_ep_len=12)))
+    eps = [EpisodeSpec(100.0, s, s) for s in (0, 1, 2, 4, 5, 6)]  # no transient crash: its state is per process
+    env_id = f"tests.fake_env:{FAULTY_ID}"  # the module prefix registers the env in spawned workers
+    FaultyEnv.crashed_once.clear()
+    one = run_episodes(DTPolicy(ckpt), env_id, eps, num_envs=3)
+    two = run_episodes(DTPolicy(ckpt), env_id, eps, num_envs=3, env_workers=2)
+    assert [(r.status, r.length, r.ret) for r in one] == [(r.status, r.length, r.ret) for r in two]
+    assert {r.status for r in two} == {"ok", "unstable_state", "env_error"}
+
+
+def test_auto_device_is_cpu_without_gpu(monkeypatch):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    assert sweep.resolve_device("auto") == "cpu"
+    monkeypatch.setattr("torch.cuda.is_available", lambda: True)
+    assert sweep.resolve_device("auto") == "cuda" and sweep.resolve_device("cpu") == "cpu"
