@@ -35,7 +35,7 @@ import torch
 from tqdm import tqdm
 
 from harness import stats
-from harness.checkpoints import Checkpoint, embedded_names, load_checkpoint
+from harness.checkpoints import Checkpoint, DatasetSummary, embedded_names, load_checkpoint
 from harness.envs import DEFAULT_VERSION, VERSIONS, EnvSpec, resolve_env
 from harness.errors import HarnessError
 from harness.parallel import BACKENDS
@@ -86,6 +86,10 @@ SUMMARY_COLUMNS = [
     "length_mean",
     "dataset_best_return",
     "dataset_best_score",
+    "dataset_return_min",
+    "dataset_return_p10",
+    "dataset_return_median",
+    "dataset_return_p90",
 ]
 RESULT_FILES = ("episodes.csv", "summary.csv", "metadata.json", IDENTITY)
 FIGURES = ("return_conditioning.png", "return_conditioning.svg")
@@ -247,7 +251,11 @@ def evaluate(
     return pd.DataFrame(_episode_rows(env, ckpt, results), columns=EPISODE_COLUMNS)
 
 
-def summarize(episodes: pd.DataFrame, best_returns: dict[tuple[str, str], float] | None = None) -> pd.DataFrame:
+def summarize(
+    episodes: pd.DataFrame,
+    best_returns: dict[tuple[str, str], float] | None = None,
+    datasets: dict[tuple[str, str], DatasetSummary] | None = None,
+) -> pd.DataFrame:
     """One row per env × checkpoint × target: n, mean, std, 95% bootstrap CI, IQM, scores.
 
     Statistics are over the episodes whose ``status`` is ``ok`` (``n`` of them); ``n_failed``
@@ -256,8 +264,11 @@ def summarize(episodes: pd.DataFrame, best_returns: dict[tuple[str, str], float]
     Args:
         episodes: rows with the columns of :data:`EPISODE_COLUMNS`.
         best_returns: best trajectory return of each (env, checkpoint)'s dataset, if known.
+        datasets: each (env, checkpoint)'s training-data summary, if known (its return
+            quantiles go into the table, for figures drawn from the CSV files alone).
     """
-    best_returns = best_returns or {}
+    datasets = datasets or {}
+    best_returns = (best_returns or {}) | {k: d.return_max for k, d in datasets.items()}
     rows = []
     for (env_name, env_id, label, target), cell in episodes.groupby(
         ["env", "env_id", "checkpoint", "target"], sort=True
@@ -266,6 +277,7 @@ def summarize(episodes: pd.DataFrame, best_returns: dict[tuple[str, str], float]
         ok = cell["status"] == "ok" if "status" in cell else np.ones(len(cell), dtype=bool)
         d = stats.describe(cell.loc[ok, "return"].to_numpy())
         best = best_returns.get((env_name, label), float("nan"))
+        data = datasets.get((env_name, label))
         rows.append(
             {
                 "env": env_name,
@@ -287,6 +299,10 @@ def summarize(episodes: pd.DataFrame, best_returns: dict[tuple[str, str], float]
                 "length_mean": float(cell.loc[ok, "length"].mean()) if ok.any() else float("nan"),
                 "dataset_best_return": best,
                 "dataset_best_score": env.normalized_score(best),
+            }
+            | {
+                f"dataset_return_{q}": float(getattr(data, f"return_{q}")) if data is not None else float("nan")
+                for q in ("min", "p10", "median", "p90")
             }
         )
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
@@ -644,8 +660,8 @@ def run_sweep(config: SweepConfig, command: str | None = None) -> pd.DataFrame:
         )
     episodes = canonical_order(all_rows, labels)
     write_atomic(out / EPISODES, episodes.to_csv(index=False, lineterminator="\n"))
-    best = {(env.name, c.label): c.dataset.return_max for env, c, _ in loaded if c.dataset is not None}
-    summary = summarize(episodes, best_returns=best)
+    data = {(env.name, c.label): c.dataset for env, c, _ in loaded if c.dataset is not None}
+    summary = summarize(episodes, datasets=data)
     write_atomic(out / "summary.csv", summary.to_csv(index=False))
     run_steps = int(episodes["length"].sum() - (previous["length"].sum() if len(previous) else 0))
     meta = {
