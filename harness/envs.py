@@ -242,15 +242,20 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}"
 
 
-def make_vector_env(env_id: str, num_envs: int, max_episode_steps: int | None = None) -> gym.vector.VectorEnv:
+def make_vector_env(
+    env_id: str, num_envs: int, max_episode_steps: int | None = None, render_size: tuple[int, int] | None = None
+) -> gym.vector.VectorEnv:
     """A synchronous vector env of ``num_envs`` :class:`GuardedEnv` slots with autoreset DISABLED.
 
     Finished slots must be reset by the caller with ``reset(seed=[...],
     options={"reset_mask": mask})``; stepping a finished slot is an error in Gymnasium.
     ``max_episode_steps`` overrides the env's time limit (benchmarks use shorter or longer
-    episodes; evaluation keeps the registered limit).
+    episodes; evaluation keeps the registered limit). ``render_size`` ``(width, height)`` builds
+    the envs with ``render_mode="rgb_array"`` (video recording).
     """
-    extra = {} if max_episode_steps is None else {"max_episode_steps": max_episode_steps}
+    extra: dict = {} if max_episode_steps is None else {"max_episode_steps": max_episode_steps}
+    if render_size is not None:
+        extra |= {"render_mode": "rgb_array", "width": render_size[0], "height": render_size[1]}
     with _quiet_construction():
         return gym.make_vec(
             env_id,

@@ -158,7 +158,14 @@ class FastActionHead:
         return torch.cat([self._forward(Window(*(x[i : i + step] for x in window))) for i in range(0, n, step)])
 
     def _forward(self, window: Window) -> torch.Tensor:
-        states, actions, rtg, timesteps, valid = window
+        # contiguous inputs: a strided view (the ring buffer's window) can take another kernel
+        # path in the embedding matmuls, whose rounding would then depend on the batch
+        states, actions, rtg = (
+            window.states.contiguous(),
+            window.actions.contiguous(),
+            window.returns_to_go.contiguous(),
+        )
+        timesteps, valid = window.timesteps.contiguous(), window.attention_mask
         n, k = timesteps.shape
         t = 3 * k - 1
         dev = states.device

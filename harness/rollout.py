@@ -87,6 +87,8 @@ def run_episodes(
     max_episode_steps: int | None = None,
     on_finish: FinishFn | None = None,
     env_workers: int = 1,
+    on_frame: Callable[[np.ndarray], None] | None = None,
+    render_size: tuple[int, int] = (480, 480),
 ) -> list[EpisodeResult]:
     """Run ``episodes`` with ``policy`` on ``min(num_envs, len(episodes))`` slots.
 
@@ -101,6 +103,10 @@ def run_episodes(
         on_finish: optional callback with each step's finished episodes.
         env_workers: processes that step the slots (:class:`harness.vector.ShardedVectorEnv`);
             1 steps them in this process.
+        on_frame: with ``num_envs`` 1, called with each rendered ``(height, width, 3)`` uint8
+            frame (after the reset and after every step): video recording. Rendering reads the
+            simulator's state only, so the episode is the same as without it.
+        render_size: ``(width, height)`` of the frames.
 
     Returns:
         One result per episode, in the order of ``episodes``. An episode whose env raised is
@@ -111,14 +117,18 @@ def run_episodes(
     if not episodes:
         return []
     n = min(num_envs, len(episodes))
+    if on_frame is not None and (n != 1 or env_workers != 1):
+        raise ValueError("on_frame records one episode at a time: num_envs and env_workers must be 1")
     if env_workers > 1:
         from harness.vector import ShardedVectorEnv
 
         envs = ShardedVectorEnv(env_id, n, env_workers, max_episode_steps)
     else:
-        envs = make_vector_env(env_id, n, max_episode_steps)
+        envs = make_vector_env(env_id, n, max_episode_steps, render_size if on_frame is not None else None)
     try:
-        return _Run(policy, envs, episodes, n, progress, record_actions, on_finish).run()
+        run = _Run(policy, envs, episodes, n, progress, record_actions, on_finish)
+        run.on_frame = on_frame
+        return run.run()
     finally:
         envs.close()
 
@@ -158,6 +168,11 @@ class _Run:
         self.results: list[EpisodeResult | None] = [None] * len(episodes)
         self.obs = np.zeros((n, *envs.single_observation_space.shape))
         self.finished_now: list[EpisodeResult] = []
+        self.on_frame: Callable[[np.ndarray], None] | None = None
+
+    def _frame(self) -> None:
+        if self.on_frame is not None and self.slot_episode[0] >= 0:
+            self.on_frame(np.asarray(self.envs.render()[0]))
 
     def _record(self, i: int, terminated: bool, truncated: bool, status: str, error: str, now: float) -> None:
         """Slot ``i``'s episode is over: store its result (or re-queue it once after an env error)."""
@@ -219,6 +234,7 @@ class _Run:
     def run(self) -> list[EpisodeResult]:
         n, policy, window = self.n, self.policy, self.window
         self._assign(np.arange(n))
+        self._frame()
         self._flush()
         act_dim = policy.checkpoint.act_dim
         while (self.slot_episode >= 0).any():
@@ -240,6 +256,7 @@ class _Run:
                 actions_np[idx] = acts.cpu().numpy()
                 nan_slot[idx] = ~finite.cpu().numpy()
             obs, reward, terminated, truncated, info = self.envs.step(actions_np)
+            self._frame()
             status, error = _statuses(info, n)
             status[nan_slot & live] = "nan_action"
 

@@ -66,6 +66,7 @@ EPISODE_COLUMNS = [
     "normalized_score",
     "wall_time_s",
     "error",
+    "video",
 ]
 SUMMARY_COLUMNS = [
     "env",
@@ -139,6 +140,8 @@ class SweepConfig:
     """Address of a running Dask scheduler (``tcp://host:8786``); None starts a local cluster."""
     env_workers: int = 1
     """Processes that step each evaluator's slots (for a GPU-bound model, the simulator's share)."""
+    video: int = 0
+    """Record the first N episodes of every (env, checkpoint, target) cell as MP4 (``<out>/videos``)."""
 
 
 def _episode_rows(env: EnvSpec, ckpt: Checkpoint, results) -> list[dict[str, Any]]:
@@ -158,6 +161,7 @@ def _episode_rows(env: EnvSpec, ckpt: Checkpoint, results) -> list[dict[str, Any
             "normalized_score": env.normalized_score(r.ret),
             "wall_time_s": r.wall_time_s,
             "error": r.error,
+            "video": "",
         }
         for r in results
     ]
@@ -494,6 +498,8 @@ def validate(config: SweepConfig) -> list[EnvSpec]:
         raise HarnessError(f"unknown --precision {config.precision!r}; use one of: {', '.join(PRECISIONS)}")
     if config.device not in ("cpu", "cuda", "auto") and not config.device.startswith("cuda:"):
         raise HarnessError(f"unknown --device {config.device!r}; use auto, cpu or cuda")
+    if not 0 <= config.video <= config.episodes:
+        raise HarnessError(f"--video must be between 0 and --episodes ({config.episodes}), got {config.video}")
     if not 1 <= config.env_workers <= MAX_JOBS:
         raise HarnessError(f"--env-workers must be between 1 and {MAX_JOBS}, got {config.env_workers}")
     if config.device.startswith("cuda") and not torch.cuda.is_available():
@@ -552,6 +558,47 @@ def _run_parallel(
         run_cells(cells, on_cell)
 
 
+def _record_videos(
+    config: SweepConfig,
+    device: str,
+    loaded: list[tuple[EnvSpec, Checkpoint, list[float]]],
+    episodes: pd.DataFrame,
+    out: Path,
+    bar_enabled: bool,
+) -> pd.DataFrame:
+    """Replay and record the first ``config.video`` episodes of every cell; fills ``video``."""
+    from harness.video import VIDEO_DIR, record, video_name
+
+    episodes = episodes.copy()
+    episodes["video"] = episodes["video"].fillna("").astype(str)
+    todo = []
+    for env, ckpt, targets in loaded:
+        for t in targets:
+            for k in range(config.video):
+                todo.append((env, ckpt, t, k))
+    with tqdm(total=len(todo), unit="video", desc="videos", file=sys.stderr, disable=not bar_enabled) as bar:
+        for env, ckpt, t, k in todo:
+            seed = config.seed + k
+            rel = f"{VIDEO_DIR}/{video_name(env.name, ckpt.label, t, seed)}"
+            row = (
+                (episodes["env"] == env.name)
+                & (episodes["checkpoint"] == ckpt.label)
+                & (episodes["target"] == t)
+                & (episodes["episode"] == k)
+            )
+            if not (out / rel).is_file():
+                result = record(ckpt, env.env_id, EpisodeSpec(t, seed, k), out / rel, config.precision, device)
+                logged = float(episodes.loc[row, "return"].iloc[0])
+                if result.ret != logged:
+                    tqdm.write(
+                        f"warning: the recorded replay of {rel} returned {result.ret:.6f}, the sweep {logged:.6f}",
+                        file=sys.stderr,
+                    )
+            episodes.loc[row, "video"] = rel
+            bar.update(1)
+    return episodes
+
+
 def _identity(config: SweepConfig, loaded: list[tuple[EnvSpec, Checkpoint, list[float]]]) -> dict[str, Any]:
     """What determines a sweep's rows (what a resume must match)."""
     return {
@@ -600,6 +647,11 @@ def run_sweep(config: SweepConfig, command: str | None = None) -> pd.DataFrame:
     if len(set(labels)) != len(labels):
         dup = next(x for x in labels if labels.count(x) > 1)
         raise HarnessError(f"--checkpoint names {dup[0]}={dup[1]} twice; list each checkpoint once")
+    if config.video:
+        from harness.video import check_renderer, require_encoder
+
+        require_encoder()
+        check_renderer(loaded[0][0].env_id)
     identity = _identity(config, loaded)
     resuming = _resume_or_refuse(out, identity, config.overwrite)
     cells = {(env.name, c.label): t for env, c, t in loaded}
@@ -659,6 +711,8 @@ def run_sweep(config: SweepConfig, command: str | None = None) -> pd.DataFrame:
             f"{out / EPISODES} holds {len(all_rows)} of {total} episodes after the sweep; rerun to resume"
         )
     episodes = canonical_order(all_rows, labels)
+    if config.video:
+        episodes = _record_videos(config, device, loaded, episodes, out, bar_enabled=config.progress)
     write_atomic(out / EPISODES, episodes.to_csv(index=False, lineterminator="\n"))
     data = {(env.name, c.label): c.dataset for env, c, _ in loaded if c.dataset is not None}
     summary = summarize(episodes, datasets=data)
@@ -806,6 +860,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="a running Dask scheduler (tcp://host:8786) for --backend dask; default: a local cluster",
     )
     p.add_argument(
+        "--video",
+        type=_int,
+        default=d.video,
+        metavar="N",
+        help="record the first N episodes of every (env, checkpoint, target) as MP4 under OUT/videos "
+        "(replayed separately: the other episodes are not slowed); needs the video extra and EGL or OSMesa",
+    )
+    p.add_argument(
         "--overwrite",
         action="store_true",
         help="discard the results already in --out (by default the same sweep resumes and another is refused)",
@@ -857,6 +919,7 @@ def main(argv: list[str] | None = None) -> int:
         overwrite=args.overwrite,
         jobs=args.jobs,
         env_workers=args.env_workers,
+        video=args.video,
         backend=args.backend,
         scheduler=args.scheduler,
     )
