@@ -1,0 +1,86 @@
+"""Episode videos and grid videos (offscreen MuJoCo rendering)."""
+
+import importlib.util
+
+import pandas as pd
+import pytest
+
+from harness import sweep, video
+from harness.checkpoints import load_checkpoint
+from harness.errors import HarnessError
+from harness.policy import DTPolicy
+from harness.rollout import EpisodeSpec, run_episodes
+
+from .conftest import make_checkpoint
+
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("imageio_ffmpeg") is None, reason="video extra missing")
+
+
+def renderer_ok() -> bool:
+    try:
+        video.check_renderer("Hopper-v4")
+        return True
+    except HarnessError:
+        return False
+
+
+needs_gl = pytest.mark.skipif(not renderer_ok(), reason="no offscreen GL (EGL/OSMesa) on this machine")
+
+
+@needs_gl
+def test_recorded_episode_decodes_and_equals_the_unrecorded_one(tmp_path):
+    ckpt = load_checkpoint(str(make_checkpoint(tmp_path / "c", "Hopper-v4", hidden=32, n_layer=2)))
+    spec = EpisodeSpec(1000.0, 3, 0)
+    path = tmp_path / "v" / "ep.mp4"
+    rec = video.record(ckpt, "Hopper-v4", spec, path, size=(96, 64))
+    (plain,) = run_episodes(DTPolicy(ckpt), "Hopper-v4", [spec], 1)
+    assert (rec.ret, rec.length) == (plain.ret, plain.length)  # recording does not change the episode
+    frames = video.read_frames(path)
+    assert frames.shape == (plain.length + 1, 64, 96, 3)  # the reset frame, then one per step
+    assert frames.std() > 1  # not a blank render
+
+
+@needs_gl
+def test_sweep_video_option_and_grid(tmp_path):
+    ckpt = make_checkpoint(tmp_path / "c", "Hopper-v4", hidden=32, n_layer=2)
+    out = tmp_path / "run"
+    args = ["--envs", "hopper", "--checkpoint", f"hopper={ckpt}", "--targets", "100", "3000"]
+    args += ["--episodes", "3", "--video", "1", "--out", str(out), "--no-progress"]
+    assert sweep.main(args) == 0
+    df = pd.read_csv(out / "episodes.csv", keep_default_na=False)
+    listed = df[df["video"] != ""]
+    assert list(listed["episode"]) == [0, 0] and all((out / v).is_file() for v in listed["video"])
+    for v, n in zip(listed["video"], listed["length"], strict=True):
+        assert video.read_frames(out / v).shape[0] == n + 1
+    grid = video.grid_for_env(out, "hopper")
+    frames = video.read_frames(grid)
+    single = video.read_frames(out / listed["video"].iloc[0])
+    assert frames.shape == (listed["length"].max() + 1, single.shape[1], 2 * single.shape[2], 3)
+    assert video.main([str(out), "--env", "walker2d"]) == 2
+
+
+def test_video_count_is_checked(tmp_path, capsys):
+    ckpt = make_checkpoint(tmp_path / "c", "Hopper-v4")
+    code = sweep.main(
+        ["--envs", "hopper", "--checkpoint", f"hopper={ckpt}", "--episodes", "2", "--video", "3"]
+        + ["--out", str(tmp_path / "o"), "--no-progress"]
+    )
+    assert code == 2 and "--video must be between 0 and --episodes (2)" in capsys.readouterr().err
+
+
+def test_missing_renderer_is_one_clear_error(monkeypatch):
+    import harness.envs
+
+    def broken(*a, **k):
+        raise RuntimeError("cannot initialize EGL")
+
+    monkeypatch.setattr(harness.envs, "make_vector_env", broken)
+    with pytest.raises(HarnessError, match="install EGL .* or OSMesa"):
+        video.check_renderer("Hopper-v4")
+
+
+def test_names_are_file_safe():
+    assert (
+        video.video_name("hopper", "edbeeching/dt-hopper", 3600.0, 7)
+        == "hopper_edbeeching-dt-hopper_target3600_seed7.mp4"
+    )
