@@ -52,8 +52,9 @@ TARGET = 6000.0
 HERE = Path(__file__).resolve().parent
 METHODS = ["lockstep", "harness-stock", "harness", "harness-bf16"]
 #: CI gate: the harness's fp32 speed-up over the reference loop in --quick mode must stay above
-#: this; measured here 3.4-4.0x at 32 slots (2 threads, idle machine), so ~75% of it.
-MIN_QUICK_RATIO = 2.6
+#: this. Measured here (2 cores, idle): 5.5x at 32 slots in the full run, 6.0x and 7.1x in two
+#: --quick runs; the gate is about 75% of the lowest of them.
+MIN_QUICK_RATIO = 4.0
 
 
 # ----------------------------------------------------------------------------- model and FLOPs

@@ -256,6 +256,8 @@ def make_vector_env(
     extra: dict = {} if max_episode_steps is None else {"max_episode_steps": max_episode_steps}
     if render_size is not None:
         extra |= {"render_mode": "rgb_array", "width": render_size[0], "height": render_size[1]}
+        if env_id.split("/")[-1].split("-")[0] in {f.gym_name for f in FAMILIES.values()}:
+            extra["camera_name"] = "track"  # the models' side camera that follows the body
     with _quiet_construction():
         return gym.make_vec(
             env_id,

@@ -99,7 +99,7 @@ EXIT_FAILED_EPISODES = 3
 MAX_EPISODES = 100_000
 MAX_NUM_ENVS = 4096
 MAX_JOBS = 1024
-DEFAULT_MAX_NUM_ENVS = 32
+DEFAULT_MAX_NUM_ENVS = 64
 
 
 @dataclass
@@ -117,7 +117,7 @@ class SweepConfig:
     episodes: int = 10
     """Episodes per target (the paper's protocol uses 100)."""
     num_envs: int | None = None
-    """Vector-env slots per checkpoint; None: all its episodes at once, at most 32 (the fastest measured here)."""
+    """Vector-env slots per checkpoint; None: all its episodes at once, at most 64 (see README, Speed)."""
     seed: int = 0
     """Episode k of every cell is reset with seed ``seed + k``."""
     env_version: str = DEFAULT_VERSION
@@ -204,7 +204,7 @@ def evaluate(
         env: an EnvSpec or a name for :func:`harness.envs.resolve_env`.
         targets: raw target returns.
         episodes: episodes per target; episode k uses reset seed ``seed + k``.
-        num_envs: vector-env slots (None: all episodes at once, at most 32).
+        num_envs: vector-env slots (None: all episodes at once, at most 64).
         seed: base reset seed.
         device: torch device.
         progress: a tqdm bar to advance by episodes, or None.
@@ -570,7 +570,7 @@ def _record_videos(
     from harness.video import VIDEO_DIR, record, video_name
 
     episodes = episodes.copy()
-    episodes["video"] = episodes["video"].fillna("").astype(str)
+    episodes["video"] = ["" if pd.isna(v) else str(v) for v in episodes["video"]]
     todo = []
     for env, ckpt, targets in loaded:
         for t in targets:
