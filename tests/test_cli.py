@@ -315,7 +315,7 @@ def test_python_api_and_redraw(tmp_path, tiny_checkpoints, capsys):
         ]
     )
     assert code == 0
-    rows = pd.read_csv(out / "episodes.csv").fillna({"error": ""})
+    rows = pd.read_csv(out / "episodes.csv", keep_default_na=False)
     pd.testing.assert_frame_equal(
         rows.drop(columns="wall_time_s").assign(checkpoint=0),
         df.drop(columns="wall_time_s").assign(checkpoint=0),
