@@ -157,6 +157,8 @@ def _quiet_construction() -> Iterator[None]:
 
 STATUS_KEY = "harness_status"
 """Info key through which :class:`GuardedEnv` reports why it ended an episode."""
+INFO_KEYS = (STATUS_KEY, "harness_error")
+"""The info entries through which :class:`GuardedEnv` reports a failed episode."""
 MAX_ABS_OBSERVATION = 1e5
 """An observation entry beyond this magnitude counts as an exploded simulation."""
 
@@ -235,6 +237,18 @@ class GuardedEnv(gym.Wrapper):
                 obs = self._zeros()
             return obs, reward if np.isfinite(reward) else 0.0, True, truncated, info
         return obs, reward, terminated, truncated, info
+
+
+def slot_info(info: dict, n: int) -> dict[str, np.ndarray]:
+    """:data:`INFO_KEYS` of a vector env's merged info as ``(n,)`` object arrays (``""`` where absent)."""
+    out = {}
+    for key in INFO_KEYS:
+        values = np.full(n, "", dtype=object)
+        if key in info:
+            has = info.get(f"_{key}", np.ones(n, dtype=bool))
+            values[has] = info[key][has]
+        out[key] = values
+    return out
 
 
 def _one_line(exc: BaseException) -> str:

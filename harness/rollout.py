@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from harness.context import ContextWindow
-from harness.envs import STATUS_KEY, make_vector_env
+from harness.envs import STATUS_KEY, make_vector_env, slot_info
 from harness.policy import DTPolicy
 
 
@@ -135,15 +135,8 @@ def run_episodes(
 
 def _statuses(info: dict, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Per-slot ``(status, error)`` object arrays from a vector env's merged info ("" = none)."""
-    status = np.full(n, "", dtype=object)
-    error = np.full(n, "", dtype=object)
-    if STATUS_KEY in info:
-        has = info.get(f"_{STATUS_KEY}", np.ones(n, dtype=bool))
-        status[has] = info[STATUS_KEY][has]
-    if "harness_error" in info:
-        has = info.get("_harness_error", np.ones(n, dtype=bool))
-        error[has] = info["harness_error"][has]
-    return status, error
+    slots = slot_info(info, n)
+    return slots[STATUS_KEY], slots["harness_error"]
 
 
 class _Run:

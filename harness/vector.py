@@ -20,21 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.envs import STATUS_KEY, make_vector_env
-
-_INFO_KEYS = (STATUS_KEY, "harness_error")
-
-
-def _subset(info: dict[str, Any], n: int) -> dict[str, np.ndarray]:
-    """The info entries the rollout reads, as full-length arrays (``""`` where absent)."""
-    out = {}
-    for key in _INFO_KEYS:
-        values = np.full(n, "", dtype=object)
-        if key in info:
-            has = info.get(f"_{key}", np.ones(n, dtype=bool))
-            values[has] = info[key][has]
-        out[key] = values
-    return out
+from harness.envs import INFO_KEYS, make_vector_env, slot_info
 
 
 def _worker(conn, env_id: str, n: int, max_episode_steps: int | None) -> None:
@@ -44,11 +30,11 @@ def _worker(conn, env_id: str, n: int, max_episode_steps: int | None) -> None:
             cmd, payload = conn.recv()
             if cmd == "step":
                 obs, reward, term, trunc, info = envs.step(payload)
-                conn.send(("ok", (obs, reward, term, trunc, _subset(info, n))))
+                conn.send(("ok", (obs, reward, term, trunc, slot_info(info, n))))
             elif cmd == "reset":
                 seeds, mask = payload
                 obs, info = envs.reset(seed=seeds, options={"reset_mask": mask})
-                conn.send(("ok", (obs, _subset(info, n))))
+                conn.send(("ok", (obs, slot_info(info, n))))
             elif cmd == "close":
                 conn.send(("ok", None))
                 return
@@ -120,7 +106,7 @@ class ShardedVectorEnv:
                 shard_obs, info = self._receive(conn)
                 obs[lo:hi] = shard_obs
             else:
-                info = {key: np.full(hi - lo, "", dtype=object) for key in _INFO_KEYS}
+                info = {key: np.full(hi - lo, "", dtype=object) for key in INFO_KEYS}
             infos.append(info)
         return obs, self._merge(infos)  # rows outside the mask are zeros: the caller keeps its own
 
@@ -135,7 +121,7 @@ class ShardedVectorEnv:
     @staticmethod
     def _merge(infos: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {}
-        for key in _INFO_KEYS:
+        for key in INFO_KEYS:
             values = np.concatenate([i[key] for i in infos])
             has = values != ""
             if has.any():
