@@ -24,6 +24,7 @@ for a legacy ``pytorch_model.bin``. ``trust_remote_code`` is never used.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import math
@@ -31,7 +32,7 @@ import pickle
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -40,44 +41,18 @@ import numpy as np
 import torch
 from transformers import DecisionTransformerConfig, DecisionTransformerModel
 
+from harness.data import DatasetSummary
 from harness.envs import FAMILIES, EnvSpec
 from harness.errors import HarnessError
 
 DEFAULT_RETURN_SCALE = 1000.0
 DEFAULT_CONTEXT_LENGTH = 20
 EMBEDDED_DIR = Path(__file__).parent / "embedded"
-HUB_TABLE = Path(__file__).parent / "data" / "hub_checkpoints.json"
+HUB_TABLE = Path(__file__).parent / "resources" / "hub_checkpoints.json"
 WEIGHTS_FILES = ("model.safetensors", "pytorch_model.bin")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 # Buffers that old GPT-2 state dicts carry and current transformers no longer has.
 _LEGACY_BUFFERS = (".attn.bias", ".attn.masked_bias")
-
-
-@dataclass(frozen=True)
-class DatasetSummary:
-    """What a checkpoint was trained on: size and return distribution (raw returns)."""
-
-    name: str
-    trajectories: int
-    transitions: int
-    return_min: float
-    return_p10: float
-    return_median: float
-    return_p90: float
-    return_max: float
-    mean_length: float | None = None
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], where: str) -> DatasetSummary:
-        """Build from a config.json ``dataset`` entry; unknown keys are ignored."""
-        required = [f.name for f in fields(cls) if f.name != "mean_length"]
-        if not isinstance(data, dict):
-            raise HarnessError(f"{where}: 'dataset' must be an object with keys {', '.join(required)}")
-        missing = [k for k in required if k not in data]
-        if missing:
-            raise HarnessError(f"{where}: 'dataset' lacks {', '.join(missing)}; add them or remove 'dataset'")
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 @dataclass
@@ -313,23 +288,8 @@ def _positive(value: Any, key: str, label: str, kind: type) -> Any:
     return out
 
 
-def load_checkpoint(spec: str, device: str | torch.device = "cpu") -> Checkpoint:
-    """Load a checkpoint from an embedded name, a local folder or a Hugging Face Hub id.
-
-    Args:
-        spec: ``hopper`` (embedded), ``path/to/folder`` or ``owner/name`` on the Hub.
-        device: where the model lives.
-
-    Returns:
-        The model in eval mode with its metadata.
-
-    Raises:
-        HarnessError: the folder is missing or malformed, weights are unreadable or do not
-            match the config, or statistics are missing or have the wrong length.
-    """
-    label = spec.rstrip("/") or spec
-    folder, hub_id = resolve_source(spec)
-    cfg = _read_config(folder, label)
+def _model_config(cfg: dict[str, Any], label: str) -> DecisionTransformerConfig:
+    """``config.json`` as a checked ``DecisionTransformerConfig``."""
     try:
         with _quiet_transformers():
             config = DecisionTransformerConfig.from_dict(cfg)
@@ -339,8 +299,13 @@ def load_checkpoint(spec: str, device: str | torch.device = "cpu") -> Checkpoint
         ) from None
     for key in ("state_dim", "act_dim", "hidden_size", "n_layer", "max_ep_len"):
         _positive(getattr(config, key, None), key, label, int)
+    return config
 
-    state = _read_weights(folder, label)
+
+def _build_model(
+    config: DecisionTransformerConfig, state: dict[str, torch.Tensor], label: str
+) -> DecisionTransformerModel:
+    """The model of ``config`` with ``state`` loaded, every tensor checked against it."""
     model = DecisionTransformerModel(config)
     expected = model.state_dict()
     state = {k: v for k, v in state.items() if k in expected or not k.endswith(_LEGACY_BUFFERS)}
@@ -364,23 +329,51 @@ def load_checkpoint(spec: str, device: str | torch.device = "cpu") -> Checkpoint
             "use the config.json saved with these weights"
         )
     model.load_state_dict(state, strict=True)
-    model.to(device).eval()
+    return model
 
-    published = hub_table().get(hub_id or "", {})
-    env_name = published.get("env")
+
+def _state_statistics(
+    cfg: dict[str, Any], published: dict[str, Any], state_dim: int, label: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(state_dim,)`` mean and std from config.json, else from the published Hub table."""
     mean = cfg.get("state_mean", published.get("state_mean"))
     std = cfg.get("state_std", published.get("state_std"))
     if mean is None or std is None:
         raise HarnessError(
             f"checkpoint {label} has no state statistics; add 'state_mean' and 'state_std' "
-            f"({config.state_dim} numbers each, from the training data) to its config.json, "
+            f"({state_dim} numbers each, from the training data) to its config.json, "
             "or save it with harness.checkpoints.save_checkpoint"
         )
-    state_mean = _stats_vector(mean, "state_mean", config.state_dim, label)
-    state_std = _stats_vector(std, "state_std", config.state_dim, label)
+    state_mean = _stats_vector(mean, "state_mean", state_dim, label)
+    state_std = _stats_vector(std, "state_std", state_dim, label)
     if np.any(state_std <= 0):
         raise HarnessError(f"checkpoint {label}: state_std must be > 0 in every dimension")
+    return state_mean, state_std
 
+
+def load_checkpoint(spec: str, device: str | torch.device = "cpu") -> Checkpoint:
+    """Load a checkpoint from an embedded name, a local folder or a Hugging Face Hub id.
+
+    Args:
+        spec: ``hopper`` (embedded), ``path/to/folder`` or ``owner/name`` on the Hub.
+        device: where the model lives.
+
+    Returns:
+        The model in eval mode with its metadata.
+
+    Raises:
+        HarnessError: the folder is missing or malformed, weights are unreadable or do not
+            match the config, or statistics are missing or have the wrong length.
+    """
+    label = spec.rstrip("/") or spec
+    folder, hub_id = resolve_source(spec)
+    cfg = _read_config(folder, label)
+    config = _model_config(cfg, label)
+    model = _build_model(config, _read_weights(folder, label), label)
+    model.to(device).eval()
+    published = hub_table().get(hub_id or "", {})
+    env_name = published.get("env")
+    state_mean, state_std = _state_statistics(cfg, published, model.config.state_dim, label)
     env_id = cfg.get("env_id")
     if env_id is not None:
         base = str(env_id).split("-")[0].lower()
@@ -431,8 +424,8 @@ def save_checkpoint(
     mean = np.asarray(state_mean, dtype=np.float64).reshape(-1)
     std = np.asarray(state_std, dtype=np.float64).reshape(-1)
     if mean.shape != (dim,) or std.shape != (dim,):
-        raise ValueError(f"state_mean and state_std must have shape ({dim},), got {mean.shape} and {std.shape}")
-    config = model.config
+        raise HarnessError(f"state_mean and state_std must have shape ({dim},), got {mean.shape} and {std.shape}")
+    config = copy.deepcopy(model.config)  # the caller's model is left as it was
     config.state_mean = [float(x) for x in mean]
     config.state_std = [float(x) for x in std]
     config.return_scale = float(return_scale)
@@ -443,6 +436,11 @@ def save_checkpoint(
         del config.dataset
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    with _quiet_transformers():
-        model.save_pretrained(folder)
+    original = model.config
+    model.config = config
+    try:
+        with _quiet_transformers():
+            model.save_pretrained(folder)
+    finally:
+        model.config = original
     return folder

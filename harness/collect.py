@@ -21,6 +21,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from harness.behavior import RANDOM, SB3_ALGOS, Source, collect, load_agent, rollout_source
+from harness.cli import Parser, run
 from harness.envs import resolve_env
 from harness.errors import HarnessError
 from harness.recipe import RecipeConfig, run_recipe
@@ -29,7 +30,7 @@ __all__ = ["RANDOM", "SB3_ALGOS", "Source", "collect", "load_agent", "rollout_so
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="python -m harness.collect",
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -79,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(1)  # the agents are small MLPs: more threads only contend with other jobs
-    try:
+
+    def body() -> int:
         env = resolve_env(args.env, args.env_version)
         if args.recipe == "d4rl":
             cfg = RecipeConfig(
@@ -115,20 +117,19 @@ def main(argv: list[str] | None = None) -> int:
         if not sources:
             raise HarnessError("nothing to collect; pass --algos or --random-transitions")
         data = collect(env, args.agents, sources, args.seed, args.num_envs)
-    except HarnessError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    data.to_parquet(args.out)
-    summary = data.summary(args.name or args.out.stem)
-    meta = {
-        "env_id": env.env_id,
-        "sources": [asdict(s) for s in sources],
-        "seed": args.seed,
-        "summary": asdict(summary),
-    }
-    args.out.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
-    print(json.dumps(asdict(summary), indent=2))
-    return 0
+        data.to_parquet(args.out)
+        summary = data.summary(args.name or args.out.stem)
+        meta = {
+            "env_id": env.env_id,
+            "sources": [asdict(s) for s in sources],
+            "seed": args.seed,
+            "summary": asdict(summary),
+        }
+        args.out.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
+        print(json.dumps(asdict(summary), indent=2))
+        return 0
+
+    return run(body)
 
 
 if __name__ == "__main__":

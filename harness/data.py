@@ -19,16 +19,43 @@ and, for users who are online, the Hugging Face Hub (:meth:`from_hub`, e.g.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from harness.checkpoints import DatasetSummary
 from harness.errors import HarnessError
 
 COLUMNS = ("observations", "actions", "rewards", "dones")
+
+
+@dataclass(frozen=True)
+class DatasetSummary:
+    """What a checkpoint was trained on: size and return distribution (raw returns)."""
+
+    name: str
+    trajectories: int
+    transitions: int
+    return_min: float
+    return_p10: float
+    return_median: float
+    return_p90: float
+    return_max: float
+    mean_length: float | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str) -> DatasetSummary:
+        """Build from a config.json ``dataset`` entry; unknown keys are ignored."""
+        required = [f.name for f in fields(cls) if f.name != "mean_length"]
+        if not isinstance(data, dict):
+            raise HarnessError(f"{where}: 'dataset' must be an object with keys {', '.join(required)}")
+        missing = [k for k in required if k not in data]
+        if missing:
+            raise HarnessError(f"{where}: 'dataset' lacks {', '.join(missing)}; add them or remove 'dataset'")
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 def _matrix(rows: object) -> np.ndarray:

@@ -23,6 +23,7 @@ import gymnasium as gym
 import numpy as np
 
 from harness.errors import HarnessError
+from harness.schema import Status
 
 #: Env versions that Gymnasium ships for the MuJoCo locomotion tasks and that run on `mujoco`.
 VERSIONS: tuple[str, ...] = ("v4", "v5")
@@ -172,7 +173,7 @@ class GuardedEnv(gym.Wrapper):
       observation with ``info[STATUS_KEY] = "env_error"``;
     - a non-finite observation or reward, an entry beyond :data:`MAX_ABS_OBSERVATION`, or a
       new MuJoCo warning (MuJoCo resets an unstable simulation and counts a warning): the
-      episode ends with ``info[STATUS_KEY] = "unstable_state"``.
+      episode ends with ``info[STATUS_KEY] = Status.UNSTABLE_STATE.value``.
 
     ``info["harness_error"]`` carries the exception text, one line.
     """
@@ -214,14 +215,20 @@ class GuardedEnv(gym.Wrapper):
                 if attempt == 0:
                     self._replace()
         self._broken = True
-        return self._zeros(), {STATUS_KEY: "env_error", "harness_error": f"reset failed twice: {error}"}
+        return self._zeros(), {STATUS_KEY: Status.ENV_ERROR.value, "harness_error": f"reset failed twice: {error}"}
 
     def step(self, action):
         try:
             obs, reward, terminated, truncated, info = self.env.step(action)
         except Exception as exc:  # noqa: BLE001
             self._broken = True
-            return self._zeros(), 0.0, True, False, {STATUS_KEY: "env_error", "harness_error": _one_line(exc)}
+            return (
+                self._zeros(),
+                0.0,
+                True,
+                False,
+                {STATUS_KEY: Status.ENV_ERROR.value, "harness_error": _one_line(exc)},
+            )
         warnings_now = self._mujoco_warnings()
         obs_arr = np.asarray(obs)
         if (
@@ -232,7 +239,7 @@ class GuardedEnv(gym.Wrapper):
         ):
             self._warnings = warnings_now
             info = dict(info)
-            info[STATUS_KEY] = "unstable_state"
+            info[STATUS_KEY] = Status.UNSTABLE_STATE.value
             if not np.all(np.isfinite(obs_arr)):
                 obs = self._zeros()
             return obs, reward if np.isfinite(reward) else 0.0, True, truncated, info

@@ -20,6 +20,17 @@ the same action from the same weights with less work:
 Results equal the stock forward up to float rounding (``tests/test_fast.py``: within 1e-5 on
 random padded windows and along whole episodes).
 
+Batch invariance by construction: every kernel runs on a block of exactly ``block`` windows (16 on
+CPU), the last block padded by repeating its last window. No matrix multiply, attention or
+layer norm ever sees a shape that depends on how many windows share the call, so the library's
+choice of kernel, tiling and reduction order for a window's rows is the same whether it is
+acted for alone or among 500 others. (The hazard is real: BLAS libraries take other paths for
+small M — MKL's rounding for M = 1..3 differs from M >= 4 on AMD EPYC, and cuBLAS picks kernels
+and split-K by shape.) What is left to the library is that a row's result does not depend on
+its position inside a fixed-shape GEMM, which every blocked GEMM satisfies because rows are
+never reduced together; ``tests/test_fast.py`` checks every batch size and row position, and
+``batch_invariant`` re-checks it at start-up on the machine that runs the sweep.
+
 ``dtype=torch.bfloat16`` runs the whole stack on a bf16 copy of the weights (embeddings in
 fp32, then cast): faster on CPUs with bf16 matrix units, not exact (``--precision bf16``).
 """
@@ -55,13 +66,28 @@ class _Layer:
         self.w_proj, self.b_proj = cast(mlp.c_proj.weight), cast(mlp.c_proj.bias)  # (inner, h)
         self.act = mlp.act
         self.relu = isinstance(mlp.act, torch.nn.ReLU)
-        self.scaling = float(attn.scaling)
+        self.scaling = _attention_scale(attn)
         self.heads = int(attn.num_heads)
         self.hidden = h
 
     def act_(self, x: torch.Tensor) -> torch.Tensor:
         """The MLP activation, in place when it is ReLU."""
         return x.relu_() if self.relu else self.act(x)
+
+
+def _attention_scale(attn: torch.nn.Module) -> float:
+    """The factor GPT-2 multiplies attention scores by, whatever the transformers version.
+
+    Recent versions store it (``attn.scaling``); older ones (4.40) apply ``1 / sqrt(head_dim)``
+    when ``scale_attn_weights`` and ``1 / (layer_idx + 1)`` when ``scale_attn_by_inverse_layer_idx``.
+    """
+    scaling = getattr(attn, "scaling", None)
+    if scaling is not None:
+        return float(scaling)
+    scale = float(attn.head_dim) ** -0.5 if attn.scale_attn_weights else 1.0
+    if getattr(attn, "scale_attn_by_inverse_layer_idx", False):
+        scale /= float(attn.layer_idx + 1)
+    return scale
 
 
 def _heads(x: torch.Tensor, n: int, heads: int) -> torch.Tensor:
@@ -86,11 +112,15 @@ class FastActionHead:
         model: a ``DecisionTransformerModel`` in eval mode. Its embeddings are used in place;
             the block weights are copied once into the layout above (a few MB).
         dtype: ``torch.float32`` (exact) or ``torch.bfloat16``.
-        max_rows: windows per inner pass; a larger batch runs in chunks of this size, which
-            keeps each pass's buffers in cache (rows are independent: results do not change).
+        block: windows per kernel call. Every call is exactly this many windows (the last block
+            padded by repetition), which makes each window's action independent of its batch.
+            None runs the whole batch in one pass (shapes then depend on the batch: faster on
+            some hardware, not batch invariant; kept for measuring what invariance costs).
     """
 
-    def __init__(self, model: DecisionTransformerModel, dtype: torch.dtype = torch.float32, max_rows: int = 64) -> None:
+    def __init__(
+        self, model: DecisionTransformerModel, dtype: torch.dtype = torch.float32, block: int | None = 16
+    ) -> None:
         cfg = model.config
         if getattr(cfg, "add_cross_attention", False):
             raise ValueError("the fast path does not support cross-attention models")
@@ -98,7 +128,9 @@ class FastActionHead:
             raise ValueError(f"dtype must be float32 or bfloat16, got {dtype}")
         self.model = model
         self.dtype = dtype
-        self.max_rows = max_rows
+        if block is not None and block < 1:
+            raise ValueError(f"block must be a positive number of windows or None, got {block}")
+        self.block = block
         enc = model.encoder
         self.layers = [_Layer(b, dtype) for b in enc.h]
         self.pos0 = enc.wpe.weight[0].detach()  # every stock token has position id 0: (h,)
@@ -147,15 +179,15 @@ class FastActionHead:
     def __call__(self, window: Window) -> torch.Tensor:
         """``window`` (see :class:`harness.context.Window`; n slots, K steps) → ``(n, act_dim)`` float32 actions."""
         n = window.timesteps.shape[0]
-        if n == 1:
-            # one row would take BLAS's matrix-vector path, whose rounding differs from the
-            # matrix-matrix path of every larger batch; two rows keep each row's result
-            # independent of its batch (bit-equal), which resumed sweeps rely on
-            return self._forward(Window(*(x.expand(2, *x.shape[1:]) for x in window)))[:1]
-        if n <= self.max_rows:
+        if self.block is None:
             return self._forward(window)
-        step = -(-n // -(-n // self.max_rows))  # equal chunks of at most max_rows
-        return torch.cat([self._forward(Window(*(x[i : i + step] for x in window))) for i in range(0, n, step)])
+        b = self.block
+        padded = -(-n // b) * b
+        if padded != n:  # repeat the last window: every call has exactly `block` windows
+            idx = torch.cat([torch.arange(n), torch.full((padded - n,), n - 1)]).to(window.timesteps.device)
+            window = Window(*(x.index_select(0, idx) for x in window))
+        out = [self._forward(Window(*(x[i : i + b] for x in window))) for i in range(0, padded, b)]
+        return torch.cat(out)[:n] if len(out) > 1 or padded != n else out[0]
 
     def _forward(self, window: Window) -> torch.Tensor:
         # contiguous inputs: a strided view (the ring buffer's window) can take another kernel

@@ -25,12 +25,15 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from harness.checkpoints import load_checkpoint
+from harness.envs import resolve_env
 from harness.errors import HarnessError
+from harness.evaluate import evaluate
 
 BACKENDS = ("loky", "dask", "ray")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Cell:
     """One (env, checkpoint, target) cell of a sweep and the episodes of it still to run.
 
@@ -60,14 +63,16 @@ class Cell:
     threads: int
     env_workers: int = 1
 
+    def __post_init__(self) -> None:
+        if not self.episodes or min(self.episodes) < 0:
+            raise ValueError(f"Cell.episodes must be non-negative episode indices, got {self.episodes}")
+        if self.threads < 1 or self.env_workers < 1:
+            raise ValueError(f"Cell.threads and env_workers must be >= 1, got {self.threads} and {self.env_workers}")
+
 
 def run_cell(cell: Cell) -> pd.DataFrame:
     """Run one cell in this process; returns its episode rows (columns of EPISODE_COLUMNS)."""
     import torch
-
-    from harness.checkpoints import load_checkpoint
-    from harness.envs import resolve_env
-    from harness.sweep import evaluate
 
     torch.set_num_threads(cell.threads)
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")

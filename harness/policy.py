@@ -11,6 +11,10 @@ from harness.fast import FastActionHead
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
 """``--precision`` choices and their torch dtypes."""
+DEFAULT_BLOCK_CPU = 16
+"""Windows per fast-path kernel call on CPU (cost against one unblocked pass: README, Speed)."""
+DEFAULT_BLOCK_CUDA = 256
+"""On a GPU: larger blocks keep the device busy; invariance holds for any fixed block."""
 
 
 class DTPolicy:
@@ -23,12 +27,20 @@ class DTPolicy:
         checkpoint: the loaded checkpoint (model in eval mode).
         device: where the model and buffers live.
         precision: ``fp32`` (exact) or ``bf16`` (bf16 weights and matrix multiplies).
-        fast: use :class:`harness.fast.FastActionHead` (same actions, less work); False runs the
-            stock ``transformers`` forward (under bf16 autocast for ``bf16``).
+        fast: use :class:`harness.fast.FastActionHead` (same actions, less work, batch invariant
+            by construction); False runs the stock ``transformers`` forward (under bf16 autocast
+            for ``bf16``), whose actions may depend on the batch.
+        block: windows per kernel call of the fast path (see :class:`harness.fast.FastActionHead`);
+            default 16 on CPU, 256 on CUDA.
     """
 
     def __init__(
-        self, checkpoint: Checkpoint, device: str | torch.device = "cpu", precision: str = "fp32", fast: bool = True
+        self,
+        checkpoint: Checkpoint,
+        device: str | torch.device = "cpu",
+        precision: str = "fp32",
+        fast: bool = True,
+        block: int | None = None,
     ) -> None:
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
@@ -36,7 +48,9 @@ class DTPolicy:
         self.device = torch.device(device)
         self.precision = precision
         self.model = checkpoint.model.to(self.device).eval()
-        self.fast = FastActionHead(self.model, PRECISIONS[precision]) if fast else None
+        if block is None:
+            block = DEFAULT_BLOCK_CUDA if self.device.type == "cuda" else DEFAULT_BLOCK_CPU
+        self.fast = FastActionHead(self.model, PRECISIONS[precision], block=block) if fast else None
         self.state_mean = torch.as_tensor(np.asarray(checkpoint.state_mean, np.float64), device=self.device)
         self.state_std = torch.as_tensor(np.asarray(checkpoint.state_std, np.float64), device=self.device)
         self.scale = float(checkpoint.return_scale)
@@ -72,3 +86,51 @@ class DTPolicy:
                 return_dict=True,
             )
         return out.action_preds[:, -1].float()
+
+
+def random_windows(policy: DTPolicy, n: int, seed: int = 0) -> Window:
+    """``n`` random windows for ``policy``'s checkpoint, with random left padding (as rollouts see).
+
+    Shapes: ``(n, K, state_dim)``, ``(n, K, act_dim)``, ``(n, K, 1)``, ``(n, K)``, ``(n, K)``.
+    """
+    ckpt, dev = policy.checkpoint, policy.device
+    k = ckpt.context_length
+    g = torch.Generator().manual_seed(seed)
+    pad = torch.randint(0, k, (n,), generator=g)
+    mask = (torch.arange(k)[None, :] >= pad[:, None]).long()
+    m3 = mask[..., None].float()
+    actions = torch.rand(n, k, ckpt.act_dim, generator=g) * 2 - 1
+    actions[:, -1] = 0.0
+    start = torch.randint(0, ckpt.max_ep_len, (n, 1), generator=g)
+    steps = (start + torch.arange(k)).clamp(max=ckpt.max_ep_len - 1) * mask
+    return Window(
+        (torch.randn(n, k, ckpt.state_dim, generator=g) * m3).to(dev),
+        (actions * m3).to(dev),
+        (torch.rand(n, k, 1, generator=g) * 4 * m3).to(dev),
+        steps.to(dev),
+        mask.to(dev),
+    )
+
+
+def batch_invariance_check(policy: DTPolicy, windows: int = 6, batch: int = 37, seed: int = 0) -> bool:
+    """Whether each window's action is bit-equal alone and inside a larger batch, here and now.
+
+    A start-up self-check on the machine that runs the sweep: ``windows`` random windows are
+    acted for one at a time with one torch thread, then all together inside a batch of
+    ``batch`` (at scattered rows, other random windows around them) with the current thread
+    count, and in reverse order. True when every action matches bit for bit. Costs a few
+    forward passes.
+    """
+    probe = random_windows(policy, windows, seed)
+    filler = random_windows(policy, batch, seed + 1)
+    rows = torch.linspace(0, batch - 1, windows).round().long().to(policy.device)
+    mixed = Window(*(f.index_copy(0, rows, p) for f, p in zip(filler, probe, strict=True)))
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        alone = torch.cat([policy.act(Window(*(x[i : i + 1] for x in probe))) for i in range(windows)])
+    finally:
+        torch.set_num_threads(threads)
+    together = policy.act(mixed).index_select(0, rows)
+    backwards = policy.act(Window(*(x.flip(0) for x in probe))).flip(0)
+    return bool(torch.equal(alone, together) and torch.equal(alone, backwards))

@@ -14,7 +14,6 @@ episode down another trajectory, so the mean then varies like a fresh sample of 
 
 from __future__ import annotations
 
-import argparse
 import functools
 import json
 import sys
@@ -24,8 +23,11 @@ from typing import Any
 import numpy as np
 
 from harness.checkpoints import embedded_names, load_checkpoint
+from harness.cli import Parser
+from harness.cli import run as run_command
 from harness.envs import resolve_env
-from harness.sweep import evaluate
+from harness.errors import HarnessError
+from harness.evaluate import evaluate
 
 REFERENCE = Path(__file__).resolve().parent.parent / "results" / "reference" / "regression.json"
 EPISODES = 6
@@ -92,15 +94,18 @@ def compare_precisions(fp32: dict[str, dict[str, Any]], other: dict[str, dict[st
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m harness.regression", description=__doc__.split("\n\n")[0])
+    p = Parser(prog="python -m harness.regression", description=__doc__.split("\n\n")[0])
     p.add_argument("--write", action="store_true", help="rewrite results/reference/regression.json")
     args = p.parse_args(argv)
+    return run_command(lambda: _check(args.write))
+
+
+def _check(write: bool) -> int:
     missing = [e for e in TARGETS if e not in embedded_names()]
     if missing:
-        print(f"error: no embedded checkpoint for {', '.join(missing)}", file=sys.stderr)
-        return 2
+        raise HarnessError(f"no embedded checkpoint for {', '.join(missing)}; reinstall the package (pip install -e .)")
     measured = run()
-    if args.write:
+    if write:
         REFERENCE.parent.mkdir(parents=True, exist_ok=True)
         REFERENCE.write_text(json.dumps({"episodes": EPISODES, "seed": SEED, "cells": measured}, indent=2) + "\n")
         print(f"wrote {REFERENCE}")

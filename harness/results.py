@@ -1,4 +1,4 @@
-"""The output folder of a sweep: crash-safe episode rows, the run's identity, resuming.
+"""The output folder of a sweep: crash-safe episode rows, the run's identity, resume, overwrite.
 
 - ``sweep.json`` holds what determines the results (envs, checkpoints and their weight
   fingerprints, targets, episodes, seed, precision). It is written before the first episode;
@@ -7,6 +7,8 @@
   every step that finishes episodes (fsync at most once a second and at the end), so a killed
   process loses at most the episodes that were running. A torn last line (killed mid-write) is
   dropped on resume; anything else that does not parse is reported, never repaired silently.
+- ``--overwrite`` removes everything a sweep writes (result files, every figure, ``videos/``);
+  without it a folder holding another sweep's results is refused and nothing is touched.
 - At the end ``episodes.csv`` is rewritten in canonical order (cells in command order, targets,
   episode index) by write-to-temp-then-rename: an interrupted and resumed sweep ends with the
   same file as an uninterrupted one (wall times aside).
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,10 +27,8 @@ from typing import Any
 import pandas as pd
 
 from harness.errors import HarnessError
+from harness.schema import EPISODE_KEY, IDENTITY, RESULT_FILES, VIDEO_DIR, figure_files
 
-IDENTITY = "sweep.json"
-EPISODES = "episodes.csv"
-KEY = ["env", "checkpoint", "target", "episode"]
 FSYNC_INTERVAL_S = 1.0
 
 
@@ -177,7 +178,7 @@ def read_episodes(path: Path, columns: Sequence[str], cells: dict[tuple[str, str
                 f"{path} line {i + 2} is not an episode of this sweep ({row.env}, {row.checkpoint}, "
                 f"target {row.target}, episode {row.episode}); {fix}"
             )
-    dup = df.duplicated(KEY)
+    dup = df.duplicated(EPISODE_KEY)
     if dup.any():
         raise HarnessError(f"{path} line {int(df.index[dup][0]) + 2} repeats an episode; {fix}")
     return df
@@ -188,3 +189,69 @@ def canonical_order(df: pd.DataFrame, cells: Sequence[tuple[str, str]]) -> pd.Da
     rank = {cell: i for i, cell in enumerate(cells)}
     order = df.assign(_cell=[rank[(e, c)] for e, c in zip(df["env"], df["checkpoint"], strict=True)])
     return order.sort_values(["_cell", "target", "episode"], kind="stable").drop(columns="_cell").reset_index(drop=True)
+
+
+def check_out(out: Path) -> None:
+    """Refuse an output path that is a file or lies under a file."""
+    if out.exists() and not out.is_dir():
+        raise HarnessError(f"--out {out} is a file; pass a folder path")
+    for parent in out.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise HarnessError(f"--out {out}: {parent} is a file; pass a folder path")
+            break
+
+
+def held(out: Path) -> list[str]:
+    """What of a sweep's output ``out`` already holds (files, figures, the videos folder)."""
+    if not out.is_dir():
+        return []
+    names = [n for n in (*RESULT_FILES, *figure_files()) if (out / n).exists()]
+    return names + ([VIDEO_DIR] if (out / VIDEO_DIR).is_dir() else [])
+
+
+def resume_or_refuse(out: Path, identity: dict[str, Any], overwrite: bool) -> bool:
+    """Decide what to do with an existing ``out``: True when a matching sweep is resumed.
+
+    With ``overwrite`` every file a sweep writes is removed (figures and videos included, so that
+    no stale output of other weights survives).
+
+    Raises:
+        HarnessError: ``out`` holds results of another sweep (or of no known sweep) and
+            ``overwrite`` is not set.
+    """
+    present = held(out)
+    if not present:
+        return False
+    if overwrite:
+        for name in present:
+            path = out / name
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        return False
+    if IDENTITY not in present:
+        raise HarnessError(
+            f"--out {out} already holds results ({', '.join(present)}) of no resumable sweep; pass a new --out "
+            "folder, or --overwrite to replace them"
+        )
+    try:
+        old = json.loads((out / IDENTITY).read_text())
+    except (OSError, ValueError) as exc:
+        raise HarnessError(f"{out / IDENTITY} is unreadable ({exc}); pass --overwrite to start again") from None
+    diff = identity_differences(old, identity)
+    if diff:
+        raise HarnessError(
+            f"--out {out} holds a sweep with other arguments ({'; '.join(diff[:3])}); rerun its command to "
+            "resume it, pass a new --out, or --overwrite to replace it"
+        )
+    return True
+
+
+def prepare_out(out: Path) -> None:
+    """Create ``out`` and check that it is writable."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise HarnessError(f"--out {out} is not writable ({exc.strerror}); pass a folder you can write to") from None

@@ -21,6 +21,7 @@ import torch
 from harness.context import ContextWindow
 from harness.envs import STATUS_KEY, make_vector_env, slot_info
 from harness.policy import DTPolicy
+from harness.schema import Status
 
 
 @dataclass(frozen=True)
@@ -38,10 +39,6 @@ class EpisodeSpec:
     index: int = 0
 
 
-#: ``EpisodeResult.status`` values; every one but ``ok`` marks a failed episode.
-STATUSES = ("ok", "nan_action", "unstable_state", "env_error")
-
-
 @dataclass(frozen=True)
 class EpisodeResult:
     """What one episode did.
@@ -53,9 +50,7 @@ class EpisodeResult:
         terminated: ended by the env's termination condition.
         truncated: ended by the time limit.
         wall_time_s: seconds from its reset to its end (shared batch time).
-        status: ``ok``, or why it failed: ``nan_action`` (the model's action was not finite),
-            ``unstable_state`` (non-finite or exploding observation, MuJoCo instability
-            warning), ``env_error`` (the env raised in step or reset twice, on fresh envs).
+        status: how it ended (:class:`harness.schema.Status`: ``ok`` or why it failed).
         error: the exception text for ``env_error``, else empty.
         actions: ``(length, act_dim)`` actions taken, only when asked for.
     """
@@ -66,7 +61,7 @@ class EpisodeResult:
     terminated: bool
     truncated: bool
     wall_time_s: float
-    status: str = "ok"
+    status: Status = Status.OK
     error: str = ""
     actions: np.ndarray | None = field(default=None, repr=False, compare=False)
 
@@ -170,16 +165,16 @@ class _Run:
     def _record(self, i: int, terminated: bool, truncated: bool, status: str, error: str, now: float) -> None:
         """Slot ``i``'s episode is over: store its result (or re-queue it once after an env error)."""
         k = int(self.slot_episode[i])
-        status = status or "ok"
-        if status == "env_error" and self.attempts[k] < 2:
+        status = Status(status or Status.OK)  # an unknown status string raises here
+        if status is Status.ENV_ERROR and self.attempts[k] < 2:
             self.pending.appendleft(k)  # once more from its reset, on the fresh env
             return
         result = EpisodeResult(
             spec=self.episodes[k],
             ret=float(self.returns[i]),
             length=int(self.lengths[i]),
-            terminated=terminated and status == "ok",
-            truncated=truncated and not terminated and status == "ok",
+            terminated=terminated and status is Status.OK,
+            truncated=truncated and not terminated and status is Status.OK,
             wall_time_s=float(now - self.started[i]),
             status=status,
             error=error,
@@ -251,7 +246,7 @@ class _Run:
             obs, reward, terminated, truncated, info = self.envs.step(actions_np)
             self._frame()
             status, error = _statuses(info, n)
-            status[nan_slot & live] = "nan_action"
+            status[nan_slot & live] = Status.NAN_ACTION.value
 
             counted = live & ~nan_slot  # a step taken on a placeholder action is not the episode's
             self.returns[counted] += reward[counted]

@@ -30,6 +30,7 @@ import torch
 from transformers import DecisionTransformerConfig, DecisionTransformerModel
 
 from harness.checkpoints import DEFAULT_RETURN_SCALE, save_checkpoint
+from harness.cli import Parser, quiet_hf_logs, run
 from harness.data import OfflineDataset
 from harness.envs import resolve_env
 from harness.errors import HarnessError
@@ -287,7 +288,7 @@ def export(trainer_checkpoint: str | Path, cfg: TrainConfig) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     d = TrainConfig(data="", env="", out="")
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="python -m harness.train",
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -328,18 +329,15 @@ def main(argv: list[str] | None = None) -> int:
     export_from = args.export
     del args.export
     cfg = TrainConfig(**vars(args))
-    from transformers.utils import logging as hf_logging
+    quiet_hf_logs()
 
-    hf_logging.set_verbosity_error()
-    try:
+    def body() -> int:
         if cfg.steps < 1 or cfg.batch_size < 1:
             raise HarnessError("--steps and --batch-size must be >= 1")
-        out = export(export_from, cfg) if export_from else train(cfg)
-    except HarnessError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(out)
-    return 0
+        print(export(export_from, cfg) if export_from else train(cfg))
+        return 0
+
+    return run(body)
 
 
 if __name__ == "__main__":

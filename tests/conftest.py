@@ -65,3 +65,13 @@ def tiny_checkpoints(tmp_path_factory) -> dict[str, Path]:
         "walker2d": make_checkpoint(root / "walker2d", "Walker2d-v4"),
         "halfcheetah": make_checkpoint(root / "halfcheetah", "HalfCheetah-v4"),
     }
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _run_outside_the_checkout(tmp_path_factory):
+    """Tests run with a scratch folder as the working directory: MuJoCo writes MUJOCO_LOG.TXT
+    into the current folder on warnings, and nothing a test does may land in the checkout."""
+    before = os.getcwd()
+    os.chdir(tmp_path_factory.mktemp("cwd"))
+    yield
+    os.chdir(before)

@@ -219,7 +219,7 @@ def test_bad_input_is_one_line_exit_2(tmp_path, tiny_checkpoints, broken, capsys
 
 
 def test_no_checkpoint_says_which_option(capsys, tmp_path, monkeypatch):
-    monkeypatch.setattr("harness.sweep.embedded_names", lambda: [])
+    monkeypatch.setattr("harness.runner.embedded_names", lambda: [])
     code, err = call_main(["--envs", "hopper", "--out", tmp_path / "o"], capsys)
     assert code == 2 and "pass --checkpoint hopper=FOLDER_OR_HUB_ID" in err
 

@@ -134,7 +134,7 @@ def test_handover_and_takeover_switch_once(handover, takeover):
 def test_cli_flags_reach_the_rollout(tmp_path, monkeypatch):
     """--takeover and --action-scale change what is collected (they were once parsed and dropped)."""
     env = resolve_env("halfcheetah")
-    monkeypatch.setattr(collect, "load_agent", lambda *_: lambda obs: np.full((len(obs), env.act_dim), 0.8))
+    monkeypatch.setattr("harness.behavior.load_agent", lambda *_: lambda obs: np.full((len(obs), env.act_dim), 0.8))
     out = tmp_path / "d.parquet"
     argv = ["--env", "halfcheetah", "--algos", "sac", "--transitions-per-source", "2000", "--num-envs", "2"]
     assert collect.main([*argv, "--takeover", "1", "--action-scale", "0.5", "--out", str(out)]) == 0

@@ -67,15 +67,17 @@ def test_fp32_equals_stock_forward(kw, k):
     np.testing.assert_allclose(FastActionHead(m)(w).numpy(), stock(m, w).numpy(), atol=1e-5, rtol=0)
 
 
-def test_chunks_and_buffer_reuse_do_not_change_results():
+def test_blocks_and_buffer_reuse_do_not_change_results():
     m = model()
     w = windows(m, 150, 6)
-    whole = FastActionHead(m, max_rows=1000)(w)
-    head = FastActionHead(m, max_rows=64)  # 150 rows as 3 chunks of 50
+    whole = FastActionHead(m, block=None)(w)  # one pass over all 150
+    head = FastActionHead(m)  # blocks of 16, the last padded
     for _ in range(2):  # second call reuses the buffers
         np.testing.assert_allclose(head(w).numpy(), whole.numpy(), atol=1e-6, rtol=0)
     small = Window(*(x[:10] for x in w))  # another batch size in between
     np.testing.assert_allclose(head(small).numpy(), whole[:10].numpy(), atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="block"):
+        FastActionHead(m, block=0)
 
 
 def test_bf16_is_close_not_exact():
@@ -120,24 +122,86 @@ def test_fast_path_at_every_step_of_real_episodes(tmp_path, env_id):
     assert policy.max_gap < 1e-5
 
 
-def test_rows_do_not_depend_on_their_batch():
-    """Each window's action is bit-equal whatever else shares its batch (resumed and
-    re-sliced sweeps give the same returns as uninterrupted ones)."""
-    m = model(hidden_size=64, n_layer=3)
-    w = windows(m, 150, 8)
+SIZES = [*range(1, 21), 33, 64, 100]
+
+
+def batch_dependence(act, pool: Window, sizes=SIZES) -> list[tuple[int, int]]:
+    """``(n, row)`` pairs where a window's action in a batch of n differs from its action alone.
+
+    Every window of ``pool`` is acted for alone (one thread); then, for every n, batches of n
+    windows taken cyclically from two offsets, so every row position of every n is compared.
+    """
+    total = pool.timesteps.shape[0]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        alone = torch.cat([act(Window(*(x[i : i + 1] for x in pool))) for i in range(total)])
+    finally:
+        torch.set_num_threads(threads)
+    bad = []
+    for n in sizes:
+        for offset in (0, 37):
+            idx = (offset + torch.arange(n)) % total
+            got = act(Window(*(x.index_select(0, idx) for x in pool)))
+            bad += [(n, int(r)) for r in torch.nonzero((got != alone[idx]).any(dim=1)).flatten()]
+    return bad
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_rows_do_not_depend_on_their_batch(dtype, threads):
+    """Each window's action is bit-equal whatever else shares its batch, at every batch size and
+    row position, in fp32 and bf16, with 1 and 2 threads (against the window alone on 1 thread):
+    resumed, re-sliced and parallel sweeps give the same returns as uninterrupted ones."""
+    m = model(hidden_size=64, n_layer=3, n_head=2)
+    head = FastActionHead(m, dtype)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        assert batch_dependence(head, windows(m, 100, 8)) == []
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_batch_dependence_is_caught():
+    """The check above fails for a head whose rounding depends on the batch size the way MKL's
+    does for M < 4 on some CPUs (mutation: the invariance test must be able to fail)."""
+    m = model()
     head = FastActionHead(m)
-    whole = head(w)
-    for lo, hi in [(0, 1), (5, 6), (3, 5), (10, 17), (0, 64), (20, 150)]:
-        part = head(Window(*(x[lo:hi] for x in w)))
-        np.testing.assert_array_equal(part.numpy(), whole[lo:hi].numpy())
+
+    def small_m_path(w: Window) -> torch.Tensor:
+        out = head(w)
+        return out * (1 + 2**-20) if w.timesteps.shape[0] < 4 else out
+
+    bad = batch_dependence(small_m_path, windows(m, 100, 4), sizes=[2, 3, 4, 16])
+    assert {n for n, _ in bad} == {4, 16}  # alone (M = 1) is the odd one out: every larger batch differs
 
 
 def test_episodes_are_bit_equal_across_num_envs(tmp_path):
     ckpt = load_checkpoint(str(make_checkpoint(tmp_path / "m", "Hopper-v4", hidden=32, n_layer=2, context_length=8)))
-    eps = [EpisodeSpec(t, 7 + k, k) for k, t in enumerate([100.0, 1800.0, 3600.0, 500.0, 2500.0])]
-    runs = [run_episodes(DTPolicy(ckpt), "Hopper-v4", eps, num_envs=n, record_actions=True) for n in (1, 2, 5)]
-    for a, b in zip(runs[0], runs[1], strict=True):
-        np.testing.assert_array_equal(a.actions, b.actions)
-        assert a.ret == b.ret
-    for a, b in zip(runs[0], runs[2], strict=True):
-        assert a.ret == b.ret
+    targets = [100.0, 1800.0, 3600.0, 500.0, 2500.0, 900.0, 3000.0] * 4
+    eps = [EpisodeSpec(t, 7 + k, k) for k, t in enumerate(targets)]
+    for precision in ("fp32", "bf16"):
+        policy = DTPolicy(ckpt, precision=precision)
+        runs = [run_episodes(policy, "Hopper-v4", eps, num_envs=n, record_actions=True) for n in (1, 2, 5, 7, 24)]
+        for other in runs[1:]:
+            for a, b in zip(runs[0], other, strict=True):
+                np.testing.assert_array_equal(a.actions, b.actions)
+                assert (a.ret, a.length) == (b.ret, b.length)
+
+
+def test_start_up_self_check(tmp_path):
+    """metadata.json's batch_invariant comes from this check: True for the shipped policy, False
+    for one whose small batches round differently (the mutation it exists to catch)."""
+    from harness.policy import batch_invariance_check
+
+    ckpt = load_checkpoint(str(make_checkpoint(tmp_path / "m", "Hopper-v4", hidden=32, n_layer=2, context_length=8)))
+
+    class SmallBatchesDiffer(DTPolicy):
+        def act(self, window, rows=None):
+            out = super().act(window, rows)
+            return out * (1 + 2**-20) if window.timesteps.shape[0] < 4 else out
+
+    assert batch_invariance_check(DTPolicy(ckpt))
+    assert batch_invariance_check(DTPolicy(ckpt, precision="bf16"))
+    assert not batch_invariance_check(SmallBatchesDiffer(ckpt))

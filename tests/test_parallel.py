@@ -5,7 +5,7 @@ import importlib.util
 import pandas as pd
 import pytest
 
-from harness import parallel, sweep
+from harness import parallel, runner, sweep
 
 from .conftest import make_checkpoint
 
@@ -137,6 +137,6 @@ def test_sharded_env_keeps_failures_inside_episodes(tmp_path):
 
 def test_auto_device_is_cpu_without_gpu(monkeypatch):
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
-    assert sweep.resolve_device("auto") == "cpu"
+    assert runner.resolve_device("auto") == "cpu"
     monkeypatch.setattr("torch.cuda.is_available", lambda: True)
-    assert sweep.resolve_device("auto") == "cuda" and sweep.resolve_device("cpu") == "cpu"
+    assert runner.resolve_device("auto") == "cuda" and runner.resolve_device("cpu") == "cpu"

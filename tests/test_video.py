@@ -79,8 +79,7 @@ def test_missing_renderer_is_one_clear_error(monkeypatch):
         video.check_renderer("Hopper-v4")
 
 
-def test_names_are_file_safe():
-    assert (
-        video.video_name("hopper", "edbeeching/dt-hopper", 3600.0, 7)
-        == "hopper_edbeeching-dt-hopper_target3600_seed7.mp4"
-    )
+def test_names_are_file_safe_and_carry_the_weights():
+    name = video.video_name("hopper", "edbeeching/dt-hopper", 3600.0, 7, "abcdef0123456789", "fp32")
+    assert name == "hopper_edbeeching-dt-hopper_abcdef012345_fp32_target3600_seed7.mp4"
+    assert video.video_name("hopper", "edbeeching/dt-hopper", 3600.0, 7, "ffff", "fp32") != name  # other weights

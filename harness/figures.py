@@ -1,0 +1,279 @@
+"""Figures from the result CSV files alone (the library under ``python -m harness.plot``).
+
+- ``return_conditioning``: the paper's figure (Chen et al. 2021, Fig. 4): one panel per env,
+  target return on x and achieved return on y, both D4RL-normalised; the mean over episodes
+  with its 95% bootstrap band per checkpoint; the oracle line y = x; and a marker at the best
+  trajectory return of the checkpoint's training data where it is known.
+- ``return_distributions``: every episode's achieved return per target (box: quartiles,
+  whiskers 5-95%, dots beyond), per checkpoint; beside it, when the checkpoint's dataset summary
+  is known, the training data's return distribution (min, p10, median, p90, max) and a shaded
+  region where targets exceed the best return in the data (extrapolation).
+- ``episode_length``: mean episode length (95% bootstrap band) against target, per checkpoint.
+
+Each is written as PNG and SVG; a checkpoint has the same colour in every figure.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from harness.errors import HarnessError  # noqa: E402
+from harness.schema import (  # noqa: E402
+    EPISODES,
+    FIGURE_EPISODE_LENGTH,
+    FIGURE_FORMATS,
+    FIGURE_RETURN_CONDITIONING,
+    FIGURE_RETURN_DISTRIBUTIONS,
+    SUMMARY,
+    Status,
+)
+
+ENV_ORDER = ("hopper", "walker2d", "halfcheetah")
+
+
+def checkpoint_colors(labels: list[str]) -> dict[str, str]:
+    """One colour per checkpoint label, stable for the same set of labels."""
+    cmap = plt.get_cmap("tab10")
+    return {label: matplotlib.colors.to_hex(cmap(i % 10)) for i, label in enumerate(sorted(set(labels)))}
+
+
+def return_conditioning_figure(summary: pd.DataFrame) -> Figure:
+    """Draw the return-conditioning figure from a ``summary.csv`` table.
+
+    Args:
+        summary: one row per env × checkpoint × target with the columns ``env``, ``env_id``,
+            ``checkpoint``, ``target_score``, ``score_mean``, ``score_ci_low``,
+            ``score_ci_high`` and ``dataset_best_score`` (NaN where unknown).
+
+    Returns:
+        The figure (one panel per env).
+    """
+    envs = _env_order(summary["env"])
+    colors = checkpoint_colors(list(summary["checkpoint"]))
+    fig, axes = plt.subplots(1, len(envs), figsize=(4.2 * len(envs), 4.0), squeeze=False)
+    for ax, env in zip(axes[0], envs, strict=True):
+        rows = summary[summary["env"] == env]
+        cols = ["target_score", "score_mean", "dataset_best_score"]
+        lo = float(np.nanmin(rows[[*cols, "score_ci_low"]].to_numpy()))
+        hi = float(np.nanmax(rows[[*cols, "score_ci_high"]].to_numpy()))
+        hi += 0.03 * (hi - lo)
+        lo, hi = min(lo, 0.0), max(hi, 100.0)
+        ax.plot([lo, hi], [lo, hi], color="0.55", ls="--", lw=1, label="oracle (y = x)")
+        for label, cell in rows.groupby("checkpoint", sort=True):
+            cell = cell.sort_values("target_score")
+            color = colors[label]
+            x = cell["target_score"].to_numpy()
+            ax.plot(x, cell["score_mean"], "o-", color=color, ms=3.5, lw=1.5, label=label)
+            ax.fill_between(x, cell["score_ci_low"], cell["score_ci_high"], color=color, alpha=0.2, lw=0)
+            best = cell["dataset_best_score"].dropna()
+            if len(best):
+                b = float(best.iloc[0])
+                ax.axvline(b, color=color, ls=":", lw=1)
+                ax.plot([b], [b], marker="*", ms=11, color=color, ls="none", label=f"best in data ({label})")
+        env_ids = ", ".join(sorted(rows["env_id"].unique()))
+        ax.set_title(f"{env} ({env_ids})")
+        ax.set_xlabel("target return (D4RL-normalised)")
+        ax.set_ylabel("achieved return (D4RL-normalised)")
+        ax.set_xlim(lo, hi)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="upper left")
+    fig.suptitle("Return conditioning (mean, 95% bootstrap CI)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def _env_order(envs) -> list[str]:
+    return sorted(set(envs), key=lambda e: (ENV_ORDER.index(e) if e in ENV_ORDER else 99, e))
+
+
+def return_distributions_figure(episodes: pd.DataFrame, summary: pd.DataFrame) -> Figure:
+    """Per-target distributions of achieved normalised return, with the training data's beside.
+
+    Args:
+        episodes: ``episodes.csv`` rows (``env``, ``checkpoint``, ``target``, ``status``,
+            ``normalized_score``); failed episodes are left out.
+        summary: ``summary.csv`` rows (for ``target_score`` and the dataset return quantiles).
+    """
+    ok = episodes[episodes["status"] == Status.OK.value] if "status" in episodes else episodes
+    envs = _env_order(summary["env"])
+    colors = checkpoint_colors(list(summary["checkpoint"]))
+    fig, axes = plt.subplots(1, len(envs), figsize=(4.6 * len(envs), 4.2), squeeze=False)
+    for ax, env in zip(axes[0], envs, strict=True):
+        rows = summary[summary["env"] == env]
+        labels = sorted(rows["checkpoint"].unique())
+        span = rows["target_score"].max() - rows["target_score"].min()
+        step = span / max(len(rows["target_score"].unique()) - 1, 1) if span > 0 else 10.0
+        width = 0.5 * step / len(labels)
+        right = float(rows["target_score"].max())
+        for j, label in enumerate(labels):
+            cell = rows[rows["checkpoint"] == label].sort_values("target_score")
+            color = colors[label]
+            xs, data = [], []
+            for target, tscore in zip(cell["target"], cell["target_score"], strict=True):
+                sel = ok[(ok["env"] == env) & (ok["checkpoint"] == label) & np.isclose(ok["target"], target)]
+                if len(sel):
+                    xs.append(tscore + (j - (len(labels) - 1) / 2) * width)
+                    data.append(sel["normalized_score"].to_numpy())
+            if data:
+                box = ax.boxplot(
+                    data,
+                    positions=xs,
+                    widths=width * 0.9,
+                    whis=(5, 95),
+                    patch_artist=True,
+                    manage_ticks=False,
+                    flierprops={"marker": ".", "ms": 3, "markerfacecolor": color, "markeredgecolor": color},
+                    medianprops={"color": "k", "lw": 1},
+                )
+                for patch in box["boxes"]:
+                    patch.set(facecolor=color, alpha=0.45, edgecolor=color)
+                for part in ("whiskers", "caps"):
+                    for line in box[part]:
+                        line.set(color=color)
+                ax.plot([], [], "s", color=color, alpha=0.6, label=f"achieved ({label})")
+            q = cell.iloc[0]
+            if "dataset_return_median" in cell and np.isfinite(q.get("dataset_return_median", np.nan)):
+                env_id = q["env_id"]
+                norm = _normalizer(env_id)
+                stats5 = [norm(q[c]) for c in ("dataset_return_min", "dataset_return_p10", "dataset_return_median")]
+                stats5 += [norm(q["dataset_return_p90"]), q["dataset_best_score"]]
+                x = right + step * (0.9 + 0.6 * j)
+                ax.vlines(x, stats5[0], stats5[4], color=color, lw=1)
+                ax.add_patch(
+                    matplotlib.patches.Rectangle(
+                        (x - width / 2, stats5[1]),
+                        width,
+                        stats5[3] - stats5[1],
+                        facecolor="white",
+                        edgecolor=color,
+                        hatch="///",
+                    )
+                )
+                ax.hlines(stats5[2], x - width / 2, x + width / 2, color="k", lw=1)
+                ax.annotate(
+                    "training\ndata",
+                    (x, stats5[0]),
+                    xytext=(0, -4),
+                    textcoords="offset points",
+                    ha="center",
+                    va="top",
+                    fontsize=7,
+                    color=color,
+                )
+                ax.plot([], [], "s", mfc="white", mec=color, label=f"training data ({label})")
+                best = float(q["dataset_best_score"])
+                ax.axvspan(best, right + step * 0.5, color=color, alpha=0.07, lw=0)
+                ax.axvline(best, color=color, ls=":", lw=1)
+                ax.annotate(
+                    "targets beyond the data", (best, 0.02), xycoords=("data", "axes fraction"), fontsize=7, color="0.3"
+                )
+        lo, hi = ax.get_ylim()
+        ax.plot([lo, hi], [lo, hi], color="0.55", ls="--", lw=1, label="oracle (y = x)")
+        ax.set_ylim(lo, hi)
+        env_ids = ", ".join(sorted(rows["env_id"].unique()))
+        ax.set_title(f"{env} ({env_ids})")
+        ax.set_xlabel("target return (D4RL-normalised); data at right")
+        ax.set_ylabel("achieved return per episode (D4RL-normalised)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="upper left")
+    fig.suptitle("Achieved return per episode (box: quartiles, whiskers: 5-95%)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def _normalizer(env_id: str):
+    from harness.envs import resolve_env
+
+    return resolve_env(env_id).normalized_score
+
+
+def episode_length_figure(episodes: pd.DataFrame, summary: pd.DataFrame) -> Figure:
+    """Mean episode length (95% bootstrap band) against target, per env and checkpoint."""
+    from harness.stats import bootstrap_ci
+
+    ok = episodes[episodes["status"] == Status.OK.value] if "status" in episodes else episodes
+    envs = _env_order(summary["env"])
+    colors = checkpoint_colors(list(summary["checkpoint"]))
+    fig, axes = plt.subplots(1, len(envs), figsize=(4.2 * len(envs), 3.6), squeeze=False)
+    for ax, env in zip(axes[0], envs, strict=True):
+        rows = summary[summary["env"] == env]
+        for label, cell in rows.groupby("checkpoint", sort=True):
+            cell = cell.sort_values("target_score")
+            mean, lo, hi = [], [], []
+            for target in cell["target"]:
+                sel = ok[(ok["env"] == env) & (ok["checkpoint"] == label) & np.isclose(ok["target"], target)]
+                x = sel["length"].to_numpy(dtype=float)
+                mean.append(x.mean() if len(x) else np.nan)
+                a, b = bootstrap_ci(x) if len(x) else (np.nan, np.nan)
+                lo.append(a)
+                hi.append(b)
+            xs = cell["target_score"].to_numpy()
+            ax.plot(xs, mean, "o-", color=colors[label], ms=3.5, lw=1.5, label=label)
+            ax.fill_between(xs, lo, hi, color=colors[label], alpha=0.2, lw=0)
+        ax.set_title(f"{env} ({', '.join(sorted(rows['env_id'].unique()))})")
+        ax.set_xlabel("target return (D4RL-normalised)")
+        ax.set_ylabel("episode length (env steps)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    fig.suptitle("Episode length against target (mean, 95% bootstrap CI)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def _save(fig: Figure, out: Path, name: str) -> list[Path]:
+    written = []
+    for ext in FIGURE_FORMATS:
+        path = out / f"{name}.{ext}"
+        tmp = path.with_suffix(f".tmp.{ext}")
+        fig.savefig(tmp, dpi=150)
+        tmp.replace(path)
+        written.append(path)
+    plt.close(fig)
+    return written
+
+
+def save_figures(out: Path) -> list[Path]:
+    """Redraw every figure of a result folder from its CSV files; returns the files written."""
+    summary_path = out / SUMMARY
+    if not summary_path.is_file():
+        raise HarnessError(f"no summary.csv in {out}; pass a folder written by python -m harness.sweep")
+    try:
+        summary = pd.read_csv(summary_path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise HarnessError(f"{summary_path} is not a readable CSV ({exc}); rerun the sweep") from None
+    needed = {
+        "env",
+        "env_id",
+        "checkpoint",
+        "target_score",
+        "score_mean",
+        "score_ci_low",
+        "score_ci_high",
+        "dataset_best_score",
+    }
+    missing = sorted(needed - set(summary.columns))
+    if missing:
+        raise HarnessError(f"{summary_path} lacks columns {', '.join(missing)}; rerun the sweep")
+    if summary.empty:
+        raise HarnessError(f"{summary_path} has no rows; rerun the sweep")
+    written = _save(return_conditioning_figure(summary), out, FIGURE_RETURN_CONDITIONING)
+    episodes_path = out / EPISODES
+    if episodes_path.is_file():
+        try:
+            episodes = pd.read_csv(episodes_path)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+            raise HarnessError(f"{episodes_path} is not a readable CSV ({exc}); rerun the sweep") from None
+        lacking = sorted({"env", "checkpoint", "target", "normalized_score", "length"} - set(episodes.columns))
+        if lacking:
+            raise HarnessError(f"{episodes_path} lacks columns {', '.join(lacking)}; rerun the sweep")
+        written += _save(return_distributions_figure(episodes, summary), out, FIGURE_RETURN_DISTRIBUTIONS)
+        written += _save(episode_length_figure(episodes, summary), out, FIGURE_EPISODE_LENGTH)
+    return written

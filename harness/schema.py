@@ -1,0 +1,111 @@
+"""The output folder's contract, defined once: file names, columns, figures, episode statuses.
+
+Everything that writes or reads a sweep folder (``results/<run>/``) takes its names from here,
+so adding a column, a figure or a status is one edit. Imports nothing of the project.
+
+>>> Status("ok").failed, Status.NAN_ACTION.failed
+(False, True)
+>>> [f"{name}.{ext}" for name in FIGURES for ext in FIGURE_FORMATS][:2]
+['return_conditioning.png', 'return_conditioning.svg']
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class Status(str, Enum):
+    """How an episode ended (the ``status`` column).
+
+    ``ok``: ran to termination or the time limit. Failures end only their own episode:
+    ``nan_action`` (the model's action was not finite), ``unstable_state`` (non-finite or exploding
+    observation, MuJoCo instability warning), ``env_error`` (the env raised in step, or in reset
+    twice on fresh envs).
+    """
+
+    OK = "ok"
+    NAN_ACTION = "nan_action"
+    UNSTABLE_STATE = "unstable_state"
+    ENV_ERROR = "env_error"
+
+    @property
+    def failed(self) -> bool:
+        return self is not Status.OK
+
+    def __str__(self) -> str:
+        return self.value
+
+
+EPISODES = "episodes.csv"
+SUMMARY = "summary.csv"
+METADATA = "metadata.json"
+IDENTITY = "sweep.json"
+VIDEO_DIR = "videos"
+RESULT_FILES = (EPISODES, SUMMARY, METADATA, IDENTITY)
+"""Files a sweep writes (besides figures and videos)."""
+
+FIGURE_RETURN_CONDITIONING = "return_conditioning"
+FIGURE_RETURN_DISTRIBUTIONS = "return_distributions"
+FIGURE_EPISODE_LENGTH = "episode_length"
+FIGURES = (FIGURE_RETURN_CONDITIONING, FIGURE_RETURN_DISTRIBUTIONS, FIGURE_EPISODE_LENGTH)
+FIGURE_FORMATS = ("png", "svg")
+
+
+def figure_files() -> list[str]:
+    """Every figure file a sweep folder can hold (``return_conditioning.png``, ...)."""
+    return [f"{name}.{ext}" for name in FIGURES for ext in FIGURE_FORMATS]
+
+
+EPISODE_COLUMNS = [
+    "env",
+    "env_id",
+    "checkpoint",
+    "target",
+    "episode",
+    "seed",
+    "return",
+    "length",
+    "terminated",
+    "truncated",
+    "status",
+    "normalized_score",
+    "wall_time_s",
+    "error",
+    "video",
+]
+"""``episodes.csv``: one row per episode."""
+
+SUMMARY_COLUMNS = [
+    "env",
+    "env_id",
+    "checkpoint",
+    "target",
+    "target_score",
+    "n",
+    "n_failed",
+    "return_mean",
+    "return_std",
+    "return_ci_low",
+    "return_ci_high",
+    "return_iqm",
+    "score_mean",
+    "score_ci_low",
+    "score_ci_high",
+    "length_mean",
+    "dataset_best_return",
+    "dataset_best_score",
+    "dataset_return_min",
+    "dataset_return_p10",
+    "dataset_return_median",
+    "dataset_return_p90",
+]
+"""``summary.csv``: one row per env × checkpoint × target (statistics over ``ok`` episodes)."""
+
+CELL_KEY = ["env", "checkpoint", "target"]
+EPISODE_KEY = [*CELL_KEY, "episode"]
+
+EXIT_OK = 0
+EXIT_FAILED_EPISODES = 3
+"""A sweep that completed but recorded failed episodes (``status`` not ``ok``)."""
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
