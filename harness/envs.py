@@ -276,9 +276,7 @@ def make_vector_env(
     """
     extra: dict = {} if max_episode_steps is None else {"max_episode_steps": max_episode_steps}
     if render_size is not None:
-        extra |= {"render_mode": "rgb_array", "width": render_size[0], "height": render_size[1]}
-        if env_id.split("/")[-1].split("-")[0] in {f.gym_name for f in FAMILIES.values()}:
-            extra["camera_name"] = "track"  # the models' side camera that follows the body
+        extra |= render_kwargs(env_id, render_size)
     with _quiet_construction():
         return gym.make_vec(
             env_id,
@@ -290,7 +288,15 @@ def make_vector_env(
         )
 
 
-def make_env(env_id: str, max_episode_steps: int | None = None) -> gym.Env:
+def render_kwargs(env_id: str, size: tuple[int, int]) -> dict:
+    """``gym.make`` keywords for ``(width, height)`` RGB frames (the tracking camera where it exists)."""
+    extra = {"render_mode": "rgb_array", "width": size[0], "height": size[1]}
+    if env_id.split("/")[-1].split("-")[0] in {f.gym_name for f in FAMILIES.values()}:
+        extra["camera_name"] = "track"  # the models' side camera that follows the body
+    return extra
+
+
+def make_env(env_id: str, max_episode_steps: int | None = None, **kwargs: object) -> gym.Env:
     """One env, as the tutorial makes it (``gym.make``), without construction notices."""
     with _quiet_construction():
-        return gym.make(env_id, max_episode_steps=max_episode_steps)
+        return gym.make(env_id, max_episode_steps=max_episode_steps, **kwargs)

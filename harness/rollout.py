@@ -3,9 +3,9 @@
 Each episode is a (target return, reset seed) pair. Slots start on the first N episodes; a slot
 whose episode ends records it and takes the next pending episode (reset with ``reset_mask`` and
 that episode's own seed), so every episode runs to its end, whatever its length, and results do
-not depend on N. Autoreset is DISABLED: no step of a reset ever leaks into a return. When no
-episode is pending, a finished slot idles (reset, zero actions, ignored) and the model runs on
-the live slots only.
+not depend on N. No step of a reset ever leaks into a return. When no episode is pending, a finished slot
+idles: it is neither reset nor stepped again (:class:`harness.vector.SlotVectorEnv`), and the
+model runs on the live slots only.
 """
 
 from __future__ import annotations
@@ -19,9 +19,10 @@ import numpy as np
 import torch
 
 from harness.context import ContextWindow
-from harness.envs import STATUS_KEY, make_vector_env, slot_info
+from harness.envs import STATUS_KEY, render_kwargs, slot_info
 from harness.policy import DTPolicy
 from harness.schema import Status
+from harness.vector import ShardedVectorEnv, SlotVectorEnv
 
 
 @dataclass(frozen=True)
@@ -115,11 +116,10 @@ def run_episodes(
     if on_frame is not None and (n != 1 or env_workers != 1):
         raise ValueError("on_frame records one episode at a time: num_envs and env_workers must be 1")
     if env_workers > 1:
-        from harness.vector import ShardedVectorEnv
-
         envs = ShardedVectorEnv(env_id, n, env_workers, max_episode_steps)
     else:
-        envs = make_vector_env(env_id, n, max_episode_steps, render_size if on_frame is not None else None)
+        render = render_kwargs(env_id, render_size) if on_frame is not None else None
+        envs = SlotVectorEnv(env_id, n, max_episode_steps, render)
     try:
         run = _Run(policy, envs, episodes, n, progress, record_actions, on_finish)
         run.on_frame = on_frame
@@ -195,7 +195,6 @@ class _Run:
         while len(todo):
             seeds: list[int | None] = [None] * self.n
             mask = np.zeros(self.n, dtype=bool)
-            mask[todo] = True
             now = time.perf_counter()
             for i in todo:
                 if self.pending:
@@ -204,10 +203,13 @@ class _Run:
                     self.slot_episode[i] = k
                     seeds[i] = self.episodes[k].seed
                     self.rtg[i] = self.episodes[k].target / self.scale
+                    mask[i] = True
                 else:
-                    self.slot_episode[i] = -1  # idle: reset only to keep the vector env steppable
+                    self.slot_episode[i] = -1  # idle for good: neither reset nor stepped again
                 self.returns[i], self.lengths[i], self.started[i] = 0.0, 0, now
                 self.traces[i] = []
+            if not mask.any():
+                return
             new_obs, info = self.envs.reset(seed=seeds, options={"reset_mask": mask})
             self.obs = np.where(mask[:, None], new_obs, self.obs)
             rows = torch.as_tensor(todo, device=self.device)
@@ -243,7 +245,7 @@ class _Run:
                 idx = live_rows.cpu().numpy()
                 actions_np[idx] = acts.cpu().numpy()
                 nan_slot[idx] = ~finite.cpu().numpy()
-            obs, reward, terminated, truncated, info = self.envs.step(actions_np)
+            obs, reward, terminated, truncated, info = self.envs.step(actions_np, live)
             self._frame()
             status, error = _statuses(info, n)
             status[nan_slot & live] = Status.NAN_ACTION.value
@@ -256,7 +258,7 @@ class _Run:
                     self.traces[i].append(actions_np[i].copy())
             self.rtg -= torch.as_tensor(reward / self.scale, dtype=torch.float32, device=self.device)
             self.steps = torch.clamp(self.steps + 1, max=policy.max_timestep)
-            self.obs = obs
+            self.obs = np.where(live[:, None], obs, self.obs)
 
             done = terminated | truncated | (status != "")
             now = time.perf_counter()

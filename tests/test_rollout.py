@@ -134,3 +134,29 @@ def test_mujoco_instability_is_caught():
     env.reset(seed=1)
     _, _, terminated, _, info = env.step(np.zeros(6, dtype=np.float32))
     assert not terminated and "harness_status" not in info
+
+
+def test_idle_slots_are_neither_stepped_nor_reset(tmp_path, monkeypatch):
+    """Episodes of very different lengths on 4 slots: the envs simulate exactly the episodes'
+    steps and reset exactly once per episode (a slot with nothing pending costs nothing)."""
+    from harness import rollout
+    from harness.vector import SlotVectorEnv
+
+    counts = {"steps": 0, "resets": 0}
+
+    class Counting(SlotVectorEnv):
+        def reset(self, *, seed=None, options=None):
+            counts["resets"] += int(np.asarray(options["reset_mask"]).sum())
+            return super().reset(seed=seed, options=options)
+
+        def step(self, actions, mask=None):
+            counts["steps"] += int(np.asarray(mask).sum())
+            return super().step(actions, mask)
+
+    monkeypatch.setattr(rollout, "SlotVectorEnv", Counting)
+    ckpt = load_checkpoint(str(make_checkpoint(tmp_path / "m", "Hopper-v4", dims=(3, 2))))
+    eps = [EpisodeSpec(100.0, seed, k) for k, seed in enumerate([0, 5, 1, 4, 0, 8])]  # lengths 3 + seed % 9
+    results = run_episodes(DTPolicy(ckpt), ENV_ID, eps, num_envs=4)
+    lengths = [r.length for r in results]
+    assert lengths == [3, 8, 4, 7, 3, 9]  # the slots of short episodes go idle while others run
+    assert counts == {"steps": sum(lengths), "resets": len(eps)}
