@@ -45,8 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     from harness.context import Window
     from harness.fast import FastActionHead
     from harness.policy import DTPolicy
+    from harness.provenance import machine as _machine
+    from harness.provenance import versions as _versions
     from harness.rollout import EpisodeSpec, run_episodes
-    from harness.sweep import _machine, _versions
 
     hf_logging.set_verbosity_error()
     torch.backends.cuda.matmul.allow_tf32 = False

@@ -31,7 +31,9 @@ from transformers import DecisionTransformerConfig, DecisionTransformerModel
 from transformers.utils import logging as hf_logging
 
 from harness.checkpoints import save_checkpoint
-from harness.sweep import SweepConfig, _machine, _versions, run_sweep
+from harness.provenance import machine as _machine
+from harness.provenance import versions as _versions
+from harness.sweep import SweepConfig, run_sweep
 
 
 def rss_mb() -> float:

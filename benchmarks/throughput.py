@@ -23,11 +23,12 @@ at full speed. Also measured: peak RSS against episode length (reference loop vs
 episode) and wall time against the number of episodes.
 
     python benchmarks/throughput.py                 # full (about 15 minutes here)
-    python benchmarks/throughput.py --quick         # CI: reference vs harness, gate on the ratio
+    python benchmarks/throughput.py --quick         # reference vs harness at 32 slots only (a minute)
 
 Writes ``results/benchmarks/throughput{,_memory,_scaling}.csv``, ``throughput.json`` (machine,
-versions, floors) and ``throughput.png``/``.svg``; ``--quick`` writes ``throughput_quick.*``
-and exits 1 when the harness's fp32 speed-up over the reference loop is below ``--min-ratio``.
+versions, floors) and ``throughput.png``/``.svg``; ``--quick`` writes ``throughput_quick.*``.
+The CI gate is ``benchmarks/speed_gate.py`` (CPU-time ratios over interleaved rounds, against the
+tutorial loop and against the stock forward, with mutations that make it fail).
 """
 
 from __future__ import annotations
@@ -51,10 +52,6 @@ ENV_ID = "HalfCheetah-v4"
 TARGET = 6000.0
 HERE = Path(__file__).resolve().parent
 METHODS = ["lockstep", "harness-stock", "harness", "harness-bf16"]
-#: CI gate: the harness's fp32 speed-up over the reference loop in --quick mode must stay above
-#: this. Measured here (2 cores, idle): 5.5x at 32 slots in the full run, 6.0x and 7.1x in two
-#: --quick runs; the gate is about 75% of the lowest of them.
-MIN_QUICK_RATIO = 4.0
 
 
 # ----------------------------------------------------------------------------- model and FLOPs
@@ -177,7 +174,7 @@ def _versions() -> dict[str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="CI: reference vs harness at 32 slots, with the gate")
+    parser.add_argument("--quick", action="store_true", help="reference vs harness at 32 slots only")
     parser.add_argument("--num-envs", type=int, nargs="+", default=[1, 4, 16, 32, 64, 128, 256, 512])
     parser.add_argument("--episode-steps", type=int, default=200, help="time limit of every episode")
     parser.add_argument("--reference-episodes", type=int, default=5)
@@ -185,7 +182,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory-steps", type=int, nargs="+", default=[1000, 4000, 16000], help="episode lengths")
     parser.add_argument("--scaling-episodes", type=int, nargs="+", default=[32, 64, 128, 256])
     parser.add_argument("--threads", type=int, default=None, help="torch threads per worker (default: torch's)")
-    parser.add_argument("--min-ratio", type=float, default=MIN_QUICK_RATIO, help="--quick gate on harness/reference")
     parser.add_argument("--out", type=Path, default=Path("results/benchmarks"))
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -251,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     extra: dict = {}
     if not args.quick:
         extra = _memory_and_scaling(base, args.out, log, args.memory_steps, args.scaling_episodes)
-    from harness.sweep import _machine
+    from harness.provenance import machine as _machine
 
     meta = {
         "command": " ".join(["python benchmarks/throughput.py", *(sys.argv[1:] if argv is None else argv)]),
@@ -272,9 +268,8 @@ def main(argv: list[str] | None = None) -> int:
         print(markdown(df))
         return 0
     ratio = float(df.loc[df["method"] == "harness", "ratio_vs_reference"].iloc[0])
-    verdict = "ok" if ratio >= args.min_ratio else "FAIL"
-    print(f"{verdict}: harness fp32 at 32 slots is {ratio:.2f}x the reference loop (gate: >= {args.min_ratio:.2f}x)")
-    return 0 if ratio >= args.min_ratio else 1
+    print(f"harness fp32 at 32 slots: {ratio:.2f}x the reference loop (wall clock, one run; not a gate)")
+    return 0
 
 
 def _memory_and_scaling(base: dict, out: Path, log, lengths: list[int], counts: list[int]) -> dict:

@@ -24,7 +24,7 @@ import pandas as pd
 from transformers.utils import logging as hf_logging
 
 from harness.data import OfflineDataset
-from harness.sweep import _machine
+from harness.provenance import machine as _machine
 from harness.train import TrainConfig, WindowCollator, train
 
 
