@@ -78,6 +78,7 @@ def _sac(env: EnvSpec, cfg: RecipeConfig, workdir: Path):  # noqa: ANN202 - SB3 
     if model_path.is_file():
         model = SAC.load(model_path, env=train_env, device="cpu")
         model.load_replay_buffer(workdir / "replay.pkl")
+        _grow(model.replay_buffer, cfg.max_steps + cfg.eval_every)  # a rerun may raise --max-steps
         return model
     train_env.reset(seed=cfg.seed)
     return SAC(
@@ -91,6 +92,21 @@ def _sac(env: EnvSpec, cfg: RecipeConfig, workdir: Path):  # noqa: ANN202 - SB3 
         device="cpu",
         verbose=0,
     )
+
+
+def _grow(buf, size: int) -> None:  # noqa: ANN001 - an SB3 ReplayBuffer
+    """Enlarge a replay buffer that never wrapped to ``size`` rows, keeping its rows in order."""
+    if size <= buf.buffer_size:
+        return
+    used = buf.buffer_size if buf.full else buf.pos  # full with pos 0: filled exactly, nothing overwritten
+    for name in ("observations", "next_observations", "actions", "rewards", "dones", "timeouts"):
+        old = getattr(buf, name, None)
+        if old is None:
+            continue
+        new = np.zeros((size, *old.shape[1:]), dtype=old.dtype)
+        new[: len(old)] = old
+        setattr(buf, name, new)
+    buf.buffer_size, buf.pos, buf.full = size, used, False
 
 
 def evaluate_policy(model, env: EnvSpec, episodes: int, seed: int) -> list[float]:  # noqa: ANN001

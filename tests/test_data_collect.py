@@ -144,3 +144,30 @@ def test_cli_flags_reach_the_rollout(tmp_path, monkeypatch):
     first = ds.actions[ds.starts[:-1]]  # (trajectories, act_dim) random plays first in every episode
     assert not np.any(np.all(first == 0.4, axis=1))
     assert collect.main([*argv, "--action-scale", "1.5", "--out", str(tmp_path / "e.parquet")]) == 2
+
+
+def test_d4rl_recipe_tiny_scale_and_resume(tmp_path, capsys):
+    """The D4RL recipe end to end at a tiny scale: SAC stops at the threshold, medium-replay is
+    the replay buffer's finished episodes, medium is a sampled rollout; an unreachable threshold
+    is one line (exit 2) and a rerun with more steps resumes from the checkpoint."""
+    import json
+
+    out = tmp_path / "d4rl"
+    tiny = ["--env", "hopper", "--recipe", "d4rl", "--out", str(out), "--eval-every", "300", "--learning-starts", "100"]
+    assert collect.main([*tiny, "--max-steps", "300", "--threshold", "1e9"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: SAC on Hopper-v4 did not reach") and "\n" not in err and "--max-steps" in err
+    log = json.loads((out / "sac-hopper" / "log.json").read_text())
+    assert [e["steps"] for e in log["evals"]] == [300]
+    assert collect.main([*tiny, "--max-steps", "600", "--threshold", "1e9"]) == 2
+    log = json.loads((out / "sac-hopper" / "log.json").read_text())
+    assert [e["steps"] for e in log["evals"]] == [300, 600]  # resumed: 300 more steps, not 600
+    # a threshold the last evaluation meets: no more training, the datasets are written
+    assert collect.main([*tiny, "--max-steps", "600", "--threshold=-1e9", "--medium-transitions", "200"]) == 0
+    replay = OfflineDataset.from_parquet(out / "hopper-medium-replay.parquet")
+    meta = json.loads((out / "hopper-medium-replay.json").read_text())
+    assert replay.num_transitions + meta["recipe"]["medium_replay_left_out"] == 600
+    assert np.all(replay.dones[replay.starts[1:] - 1] == 1)  # hopper's early episodes all fall
+    medium = OfflineDataset.from_parquet(out / "hopper-medium.parquet")
+    assert medium.num_transitions >= 200
+    assert json.loads((out / "hopper-medium.json").read_text())["summary"]["name"] == "hopper-medium"
