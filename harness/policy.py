@@ -11,8 +11,9 @@ from harness.fast import FastActionHead
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
 """``--precision`` choices and their torch dtypes."""
-DEFAULT_BLOCK_CPU = 16
-"""Windows per fast-path kernel call on CPU (cost against one unblocked pass: README, Speed)."""
+DEFAULT_BLOCK_CPU = {"fp32": 16, "bf16": 32}
+"""Windows per fast-path kernel call on CPU, per precision (bf16's matrix units want larger M;
+measured against one unblocked pass by ``benchmarks/invariance_cost.py``: README, Speed)."""
 DEFAULT_BLOCK_CUDA = 256
 """On a GPU: larger blocks keep the device busy; invariance holds for any fixed block."""
 
@@ -31,7 +32,7 @@ class DTPolicy:
             by construction); False runs the stock ``transformers`` forward (under bf16 autocast
             for ``bf16``), whose actions may depend on the batch.
         block: windows per kernel call of the fast path (see :class:`harness.fast.FastActionHead`);
-            default 16 on CPU, 256 on CUDA.
+            default 16 (fp32) or 32 (bf16) on CPU, 256 on CUDA.
     """
 
     def __init__(
@@ -49,7 +50,7 @@ class DTPolicy:
         self.precision = precision
         self.model = checkpoint.model.to(self.device).eval()
         if block is None:
-            block = DEFAULT_BLOCK_CUDA if self.device.type == "cuda" else DEFAULT_BLOCK_CPU
+            block = DEFAULT_BLOCK_CUDA if self.device.type == "cuda" else DEFAULT_BLOCK_CPU[precision]
         self.fast = FastActionHead(self.model, PRECISIONS[precision], block=block) if fast else None
         self.state_mean = torch.as_tensor(np.asarray(checkpoint.state_mean, np.float64), device=self.device)
         self.state_std = torch.as_tensor(np.asarray(checkpoint.state_std, np.float64), device=self.device)
