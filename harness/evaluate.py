@@ -80,6 +80,7 @@ def evaluate(
     done: set[tuple[float, int]] | None = None,
     on_rows: Callable[[pd.DataFrame], None] | None = None,
     env_workers: int = 1,
+    simulator: str = "batched",
 ) -> pd.DataFrame:
     """Run ``episodes`` episodes of one checkpoint at every target and return the episode rows.
 
@@ -96,6 +97,7 @@ def evaluate(
         done: ``(target, episode index)`` pairs already recorded (a resumed sweep): not run.
         on_rows: called with the rows of the episodes that finish at each step (crash-safe logs).
         env_workers: processes that step the slots (see :mod:`harness.vector`).
+        simulator: ``batched`` or ``gymnasium`` (see :func:`harness.rollout.run_episodes`).
 
     Returns:
         One row per episode run with the columns of :data:`EPISODE_COLUMNS`, in spec order.
@@ -134,6 +136,13 @@ def evaluate(
             on_rows(pd.DataFrame(episode_rows(env, ckpt, results), columns=EPISODE_COLUMNS))
 
     results = run_episodes(
-        policy, env.env_id, specs, slots, progress=on_step, on_finish=on_finish, env_workers=env_workers
+        policy,
+        env.env_id,
+        specs,
+        slots,
+        progress=on_step,
+        on_finish=on_finish,
+        env_workers=env_workers,
+        simulator=simulator,
     )
     return pd.DataFrame(episode_rows(env, ckpt, results), columns=EPISODE_COLUMNS)

@@ -49,6 +49,7 @@ class Cell:
         device: torch device in the worker.
         threads: torch threads in the worker.
         env_workers: processes stepping the cell's slots.
+        simulator: ``batched`` or ``gymnasium`` (see :func:`harness.rollout.run_episodes`).
     """
 
     env_id: str
@@ -62,6 +63,7 @@ class Cell:
     device: str
     threads: int
     env_workers: int = 1
+    simulator: str = "batched"
 
     def __post_init__(self) -> None:
         if not self.episodes or min(self.episodes) < 0:
@@ -97,6 +99,7 @@ def run_cell(cell: Cell) -> pd.DataFrame:
         precision=cell.precision,
         done=done,
         env_workers=cell.env_workers,
+        simulator=cell.simulator,
     )
 
 

@@ -22,7 +22,7 @@ from harness.context import ContextWindow
 from harness.envs import STATUS_KEY, render_kwargs, slot_info
 from harness.policy import DTPolicy
 from harness.schema import Status
-from harness.vector import ShardedVectorEnv, SlotVectorEnv
+from harness.vector import ShardedVectorEnv, make_slots
 
 
 @dataclass(frozen=True)
@@ -85,6 +85,7 @@ def run_episodes(
     env_workers: int = 1,
     on_frame: Callable[[np.ndarray], None] | None = None,
     render_size: tuple[int, int] = (480, 480),
+    simulator: str = "batched",
 ) -> list[EpisodeResult]:
     """Run ``episodes`` with ``policy`` on ``min(num_envs, len(episodes))`` slots.
 
@@ -103,6 +104,9 @@ def run_episodes(
             frame (after the reset and after every step): video recording. Rendering reads the
             simulator's state only, so the episode is the same as without it.
         render_size: ``(width, height)`` of the frames.
+        simulator: ``batched`` (:class:`harness.mjbatch.MujocoBatch` for the locomotion tasks,
+            bit-equal to Gymnasium's envs; other ids and rendering use Gymnasium's) or
+            ``gymnasium`` (Gymnasium's envs always).
 
     Returns:
         One result per episode, in the order of ``episodes``. An episode whose env raised is
@@ -116,10 +120,10 @@ def run_episodes(
     if on_frame is not None and (n != 1 or env_workers != 1):
         raise ValueError("on_frame records one episode at a time: num_envs and env_workers must be 1")
     if env_workers > 1:
-        envs = ShardedVectorEnv(env_id, n, env_workers, max_episode_steps)
+        envs = ShardedVectorEnv(env_id, n, env_workers, max_episode_steps, simulator)
     else:
         render = render_kwargs(env_id, render_size) if on_frame is not None else None
-        envs = SlotVectorEnv(env_id, n, max_episode_steps, render)
+        envs = make_slots(env_id, n, max_episode_steps, simulator, render)
     try:
         run = _Run(policy, envs, episodes, n, progress, record_actions, on_finish)
         run.on_frame = on_frame

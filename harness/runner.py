@@ -45,6 +45,7 @@ from harness.results import (
 from harness.rollout import EpisodeSpec
 from harness.schema import EPISODE_COLUMNS, EPISODES, IDENTITY, METADATA, SUMMARY, VIDEO_DIR, Status
 from harness.summary import summarize
+from harness.vector import SIMULATORS
 
 MAX_EPISODES = 100_000
 MAX_NUM_ENVS = 4096
@@ -89,6 +90,9 @@ class SweepConfig:
     """Address of a running Dask scheduler (``tcp://host:8786``); None starts a local cluster."""
     env_workers: int = 1
     """Processes that step each evaluator's slots (for a GPU-bound model, the simulator's share)."""
+    simulator: str = "batched"
+    """``batched``: MuJoCo stepped for all slots at once, bit-equal to Gymnasium's envs (Hopper,
+    Walker2d, HalfCheetah v4/v5; other ids use Gymnasium's); ``gymnasium``: Gymnasium's envs."""
     video: int = 0
     """Record the first N episodes of every (env, checkpoint, target) cell as MP4 (``<out>/videos``)."""
 
@@ -163,6 +167,8 @@ def validate(config: SweepConfig) -> list[EnvSpec]:
         raise HarnessError(f"unknown --backend {config.backend!r}; use one of: {', '.join(BACKENDS)}")
     if config.scheduler is not None and config.backend != "dask":
         raise HarnessError("--scheduler is the address of a Dask cluster; pass it with --backend dask")
+    if config.simulator not in SIMULATORS:
+        raise HarnessError(f"unknown --simulator {config.simulator!r}; use one of: {', '.join(SIMULATORS)}")
     if config.precision not in PRECISIONS:
         raise HarnessError(f"unknown --precision {config.precision!r}; use one of: {', '.join(PRECISIONS)}")
     if config.device not in ("cpu", "cuda", "auto") and not config.device.startswith("cuda:"):
@@ -213,6 +219,7 @@ def _run_parallel(
                         device=device,
                         threads=threads,
                         env_workers=config.env_workers,
+                        simulator=config.simulator,
                     )
                 )
     bar.set_description(f"{len(cells)} cells on {config.jobs} {config.backend} workers")
@@ -377,6 +384,7 @@ def run_sweep(config: SweepConfig, command: str | None = None) -> pd.DataFrame:
                         done=done,
                         on_rows=log.append,
                         env_workers=config.env_workers,
+                        simulator=config.simulator,
                     )
     finally:
         log.close()

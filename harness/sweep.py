@@ -42,6 +42,7 @@ from harness.schema import (
     Status,
 )
 from harness.summary import summarize
+from harness.vector import SIMULATORS
 
 __all__ = [
     "EPISODE_COLUMNS",
@@ -138,6 +139,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="processes that step the slots (the simulator's share, once the model is on a GPU)",
     )
     p.add_argument(
+        "--simulator",
+        choices=list(SIMULATORS),
+        default=d.simulator,
+        help="batched: all slots' MuJoCo stepped at once, bit-equal to Gymnasium's envs (Hopper, Walker2d, "
+        "HalfCheetah v4/v5; other ids use Gymnasium's); gymnasium: Gymnasium's envs",
+    )
+    p.add_argument(
         "--precision",
         choices=list(PRECISIONS),
         default=d.precision,
@@ -225,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         overwrite=args.overwrite,
         jobs=args.jobs,
         env_workers=args.env_workers,
+        simulator=args.simulator,
         video=args.video,
         backend=args.backend,
         scheduler=args.scheduler,

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from harness.envs import INFO_KEYS, GuardedEnv, make_env, slot_info
+from harness.mjbatch import MujocoBatch, supports
 
 
 def _merged(values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -67,6 +68,7 @@ class SlotVectorEnv:
         self.single_action_space = self.envs[0].action_space
         self.env_steps = 0
         """Env steps simulated so far (all slots): what idle slots no longer add to."""
+        self.env_resets = 0
 
     def _obs(self) -> np.ndarray:
         space = self.single_observation_space
@@ -78,6 +80,7 @@ class SlotVectorEnv:
         seeds = list(seed) if seed is not None else [None] * self.num_envs
         obs = self._obs()
         info = {key: np.full(self.num_envs, "", dtype=object) for key in INFO_KEYS}
+        self.env_resets += int(mask.sum())
         for i in np.flatnonzero(mask):
             obs[i], slot = self.envs[i].reset(seed=seeds[i])
             for key in INFO_KEYS:
@@ -107,8 +110,30 @@ class SlotVectorEnv:
             e.close()
 
 
-def _worker(conn, env_id: str, n: int, max_episode_steps: int | None) -> None:
-    envs = SlotVectorEnv(env_id, n, max_episode_steps)
+SIMULATORS = ("batched", "gymnasium")
+"""``--simulator``: the batched exact MuJoCo stepper where it supports the id, or Gymnasium's envs."""
+
+
+def make_slots(
+    env_id: str,
+    num_envs: int,
+    max_episode_steps: int | None = None,
+    simulator: str = "batched",
+    render_kwargs: dict | None = None,
+    threads: int = 1,
+):  # -> SlotVectorEnv | MujocoBatch
+    """The slots of one process: :class:`harness.mjbatch.MujocoBatch` for the locomotion tasks
+    (bit-equal to Gymnasium's envs), else (another id, rendering, or ``simulator="gymnasium"``)
+    :class:`SlotVectorEnv`."""
+    if simulator not in SIMULATORS:
+        raise ValueError(f"simulator must be one of {SIMULATORS}, got {simulator!r}")
+    if simulator == "batched" and render_kwargs is None and supports(env_id):
+        return MujocoBatch(env_id, num_envs, max_episode_steps, threads=threads)
+    return SlotVectorEnv(env_id, num_envs, max_episode_steps, render_kwargs)
+
+
+def _worker(conn, env_id: str, n: int, max_episode_steps: int | None, simulator: str) -> None:
+    envs = make_slots(env_id, n, max_episode_steps, simulator)
     try:
         while True:
             cmd, payload = conn.recv()
@@ -138,7 +163,14 @@ class ShardedVectorEnv:
         max_episode_steps: time-limit override, as for :func:`harness.envs.make_vector_env`.
     """
 
-    def __init__(self, env_id: str, num_envs: int, workers: int, max_episode_steps: int | None = None) -> None:
+    def __init__(
+        self,
+        env_id: str,
+        num_envs: int,
+        workers: int,
+        max_episode_steps: int | None = None,
+        simulator: str = "batched",
+    ) -> None:
         workers = max(1, min(workers, num_envs))
         self.num_envs = num_envs
         sizes = [num_envs // workers + (1 if i < num_envs % workers else 0) for i in range(workers)]
@@ -152,7 +184,7 @@ class ShardedVectorEnv:
         self._conns, self._procs = [], []
         for size in sizes:
             parent, child = ctx.Pipe()
-            proc = ctx.Process(target=_worker, args=(child, env_id, size, max_episode_steps), daemon=True)
+            proc = ctx.Process(target=_worker, args=(child, env_id, size, max_episode_steps, simulator), daemon=True)
             proc.start()
             child.close()
             self._conns.append(parent)

@@ -13,8 +13,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "harness"
 LAYERS: list[list[str]] = [
     ["errors", "schema", "stats", "provenance", "context"],  # import nothing of the project
     ["cli", "envs", "data", "results"],
-    ["vector", "checkpoints", "fast", "behavior", "summary", "figures"],
-    ["policy", "recipe", "reference"],
+    ["mjbatch", "checkpoints", "fast", "behavior", "summary", "figures"],
+    ["vector", "policy", "recipe", "reference"],
     ["rollout"],
     ["evaluate", "recording"],
     ["parallel"],

@@ -136,27 +136,30 @@ def test_mujoco_instability_is_caught():
     assert not terminated and "harness_status" not in info
 
 
-def test_idle_slots_are_neither_stepped_nor_reset(tmp_path, monkeypatch):
+@pytest.mark.parametrize("simulator", ["gymnasium", "batched"])
+def test_idle_slots_are_neither_stepped_nor_reset(tmp_path, monkeypatch, simulator):
     """Episodes of very different lengths on 4 slots: the envs simulate exactly the episodes'
-    steps and reset exactly once per episode (a slot with nothing pending costs nothing)."""
+    steps and reset exactly once per episode (a slot with nothing pending costs nothing), with
+    Gymnasium's envs (the fake env) and with the batched MuJoCo stepper (Hopper)."""
     from harness import rollout
-    from harness.vector import SlotVectorEnv
 
-    counts = {"steps": 0, "resets": 0}
+    made = []
 
-    class Counting(SlotVectorEnv):
-        def reset(self, *, seed=None, options=None):
-            counts["resets"] += int(np.asarray(options["reset_mask"]).sum())
-            return super().reset(seed=seed, options=options)
+    def keep(*args, **kwargs):
+        made.append(rollout.make_slots.__wrapped__(*args, **kwargs))
+        return made[-1]
 
-        def step(self, actions, mask=None):
-            counts["steps"] += int(np.asarray(mask).sum())
-            return super().step(actions, mask)
-
-    monkeypatch.setattr(rollout, "SlotVectorEnv", Counting)
-    ckpt = load_checkpoint(str(make_checkpoint(tmp_path / "m", "Hopper-v4", dims=(3, 2))))
-    eps = [EpisodeSpec(100.0, seed, k) for k, seed in enumerate([0, 5, 1, 4, 0, 8])]  # lengths 3 + seed % 9
-    results = run_episodes(DTPolicy(ckpt), ENV_ID, eps, num_envs=4)
+    keep.__wrapped__ = rollout.make_slots
+    monkeypatch.setattr(rollout, "make_slots", keep)
+    if simulator == "gymnasium":
+        ckpt = load_checkpoint(str(make_checkpoint(tmp_path / "m", "Hopper-v4", dims=(3, 2))))
+        eps = [EpisodeSpec(100.0, seed, k) for k, seed in enumerate([0, 5, 1, 4, 0, 8])]  # lengths 3 + seed % 9
+        results = run_episodes(DTPolicy(ckpt), ENV_ID, eps, num_envs=4, simulator=simulator)
+        assert [r.length for r in results] == [3, 8, 4, 7, 3, 9]  # short episodes' slots go idle
+    else:
+        ckpt = load_checkpoint(str(make_checkpoint(tmp_path / "m", "Hopper-v4")))
+        eps = [EpisodeSpec(t, k, k) for k, t in enumerate([100.0, 3600.0, 50.0, 2000.0, 10.0, 900.0])]
+        results = run_episodes(DTPolicy(ckpt), "Hopper-v4", eps, num_envs=4, max_episode_steps=40)
     lengths = [r.length for r in results]
-    assert lengths == [3, 8, 4, 7, 3, 9]  # the slots of short episodes go idle while others run
-    assert counts == {"steps": sum(lengths), "resets": len(eps)}
+    assert type(made[0]).__name__ == {"gymnasium": "SlotVectorEnv", "batched": "MujocoBatch"}[simulator]
+    assert (made[0].env_steps, made[0].env_resets) == (sum(lengths), len(eps))
