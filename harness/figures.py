@@ -277,3 +277,55 @@ def save_figures(out: Path) -> list[Path]:
         written += _save(return_distributions_figure(episodes, summary), out, FIGURE_RETURN_DISTRIBUTIONS)
         written += _save(episode_length_figure(episodes, summary), out, FIGURE_EPISODE_LENGTH)
     return written
+
+
+def comparison_figure(table: pd.DataFrame, baseline: str, candidate: str) -> Figure:
+    """Both return-conditioning curves per env (top) and their difference with its band (bottom).
+
+    Args:
+        table: the cell rows of ``compare.csv`` (``level == "cell"``; see :mod:`harness.comparison`).
+        baseline, candidate: names for the legend.
+    """
+    cells = table[table["level"] == "cell"]
+    envs = _env_order(cells["env"])
+    fig, axes = plt.subplots(2, len(envs), figsize=(4.2 * len(envs), 6.4), squeeze=False, sharex="col")
+    for col, env in enumerate(envs):
+        rows = cells[cells["env"] == env]
+        top, bottom = axes[0][col], axes[1][col]
+        for (a, b), pair in rows.groupby(["baseline_checkpoint", "candidate_checkpoint"], sort=True):
+            pair = pair.sort_values("target")
+            x = _normalizer_for(env)(pair["target"].to_numpy(float))
+            for who, label, color in (
+                ("baseline", f"{baseline}: {a}", "tab:blue"),
+                ("candidate", f"{candidate}: {b}", "tab:orange"),
+            ):
+                top.plot(x, pair[f"{who}_mean"], "o-", color=color, ms=3.5, lw=1.5, label=label)
+                top.fill_between(x, pair[f"{who}_ci_low"], pair[f"{who}_ci_high"], color=color, alpha=0.2, lw=0)
+            bottom.plot(x, pair["diff"], "o-", color="0.2", ms=3.5, lw=1.5, label=f"{b} - {a}")
+            bottom.fill_between(x, pair["diff_ci_low"], pair["diff_ci_high"], color="0.5", alpha=0.3, lw=0)
+        lo, hi = top.get_xlim()
+        top.plot([lo, hi], [lo, hi], color="0.55", ls="--", lw=1, label="oracle (y = x)")
+        top.set_title(env)
+        top.set_ylabel("achieved return (normalised)")
+        top.grid(alpha=0.3)
+        top.legend(fontsize=7, loc="upper left")
+        bottom.axhline(0.0, color="0.55", ls="--", lw=1)
+        bottom.set_xlabel("target return (D4RL-normalised)")
+        bottom.set_ylabel("candidate - baseline (points)")
+        bottom.grid(alpha=0.3)
+        bottom.legend(fontsize=7, loc="lower left")
+    conf = float(cells["confidence"].iloc[0]) if len(cells) else 0.95
+    fig.suptitle(f"Comparison (means with 95% CI; difference with its {100 * conf:.2f}% Bonferroni CI)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def _normalizer_for(env: str):
+    from harness.envs import resolve_env
+
+    return resolve_env(env).normalized_score
+
+
+def save_figure(fig: Figure, out: Path, name: str) -> list[Path]:
+    """Write ``fig`` as ``out/name.png`` and ``.svg`` (through temporary names); closes it."""
+    return _save(fig, out, name)

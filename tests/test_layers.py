@@ -13,14 +13,14 @@ PACKAGE = Path(__file__).resolve().parents[1] / "harness"
 LAYERS: list[list[str]] = [
     ["errors", "schema", "stats", "provenance", "context"],  # import nothing of the project
     ["cli", "envs", "data", "results"],
-    ["mjbatch", "checkpoints", "fast", "behavior", "summary", "figures"],
+    ["mjbatch", "checkpoints", "fast", "behavior", "summary", "figures", "comparison"],
     ["vector", "policy", "recipe", "reference"],
     ["rollout"],
     ["evaluate", "recording"],
     ["parallel"],
     ["runner"],
 ]
-COMMANDS = ["sweep", "plot", "video", "collect", "train", "regression"]
+COMMANDS = ["sweep", "plot", "video", "collect", "train", "regression", "compare"]
 """``python -m harness.<name>``: on top; no module of the package imports them."""
 
 

@@ -1,0 +1,97 @@
+"""Compare two sweeps: ``python -m harness.compare BASELINE CANDIDATE``.
+
+Cells are matched by env, target and checkpoint (one checkpoint per env pairs by itself; the
+same labels pair by label; otherwise ``--pair A=B``). For each cell and each env: both means in
+D4RL-normalised points, the difference with a bootstrap CI (paired by seed when both sweeps ran
+the same seeds), the probability of improvement and a verdict; Bonferroni over all of them (see
+:mod:`harness.comparison`). Writes ``compare.csv`` and ``compare.png``/``.svg`` into ``--out``
+(default ``CANDIDATE/compare``) and prints a table (``--markdown``: a Markdown table for a CI log
+or a pull request).
+
+Exit codes: 0 no significant drop beyond ``--min-drop``; 1 such a drop in a cell or an env;
+2 bad input (a folder that is not a sweep, grids that do not match, unpaired checkpoints).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from harness.cli import Parser, run
+from harness.comparison import ALPHA, DEFAULT_MIN_DROP, compare, pair_checkpoints, read_sweep
+from harness.errors import HarnessError
+from harness.figures import comparison_figure, save_figure
+from harness.results import write_atomic
+
+EXIT_DROP = 1
+
+
+def table(df: pd.DataFrame, markdown: bool) -> str:
+    view = pd.DataFrame(
+        {
+            "env": df["env"],
+            "target": ["all" if lvl == "env" else f"{t:.0f}" for lvl, t in zip(df["level"], df["target"], strict=True)],
+            "pair": df["baseline_checkpoint"] + " -> " + df["candidate_checkpoint"],
+            "baseline": df["baseline_mean"].map("{:.1f}".format),
+            "candidate": df["candidate_mean"].map("{:.1f}".format),
+            "diff [CI]": [
+                f"{d:+.1f} [{lo:+.1f}, {hi:+.1f}]"
+                for d, lo, hi in zip(df["diff"], df["diff_ci_low"], df["diff_ci_high"], strict=True)
+            ],
+            "P(cand > base)": df["prob_improvement"].map("{:.2f}".format),
+            "paired": df["paired"].map({True: "yes", False: "no"}),
+            "verdict": df["verdict"],
+        }
+    )
+    if not markdown:
+        return view.to_string(index=False)
+    lines = ["| " + " | ".join(view.columns) + " |", "|" + "---|" * len(view.columns)]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in view.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line; exit 0 (no significant drop), 1 (a drop beyond --min-drop), 2 (bad input)."""
+    p = Parser(prog="python -m harness.compare", description=__doc__.split("\n\n")[0])
+    p.add_argument("baseline", type=Path, help="sweep folder of the baseline")
+    p.add_argument("candidate", type=Path, help="sweep folder of the candidate")
+    p.add_argument("--pair", action="append", default=[], metavar="A=B", help="baseline checkpoint A vs candidate B")
+    p.add_argument(
+        "--min-drop",
+        type=float,
+        default=DEFAULT_MIN_DROP,
+        help="normalised points: a significant drop larger than this fails (exit 1)",
+    )
+    p.add_argument("--alpha", type=float, default=ALPHA, help="family-wise error rate (Bonferroni)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.add_argument("--out", type=Path, default=None, help="folder for compare.csv and the figure")
+    p.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    args = p.parse_args(argv)
+
+    def body() -> int:
+        if not 0 < args.alpha < 1 or args.min_drop < 0:
+            raise HarnessError(f"--alpha must lie in (0, 1) and --min-drop be >= 0, got {args.alpha}, {args.min_drop}")
+        base, cand = read_sweep(args.baseline), read_sweep(args.candidate)
+        pairing = pair_checkpoints(base, cand, args.pair)
+        df = compare(base, cand, pairing, args.min_drop, args.alpha, args.seed)
+        out = args.out or args.candidate / "compare"
+        out.mkdir(parents=True, exist_ok=True)
+        write_atomic(out / "compare.csv", df.to_csv(index=False))
+        save_figure(comparison_figure(df, "baseline", "candidate"), out, "compare")
+        print(table(df, args.markdown))
+        drops = df[df["verdict"] == "drop"]
+        conf = df["confidence"].iloc[0]
+        print(
+            f"\n{len(drops)} significant drops beyond {args.min_drop:g} points "
+            f"(CIs at {100 * conf:.2f}%: Bonferroni over {len(df)} comparisons); "
+            f"wrote {out}/compare.csv, compare.png/.svg"
+        )
+        return EXIT_DROP if len(drops) else 0
+
+    return run(body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
