@@ -1,0 +1,117 @@
+"""The simulator alone: cost per env-step of each way of stepping N slots, against mj_step alone.
+
+64 slots of one task (default Hopper-v4), uniform random actions in [-0.3, 0.3] (episodes last),
+finished slots reset at once, in one process, interleaved over ``--rounds`` rounds; CPU time:
+
+- ``mj_step``: MuJoCo's physics alone (``mj_step`` with the frame skip + ``mj_rnePostConstraint``
+  on each ``MjData`` in a Python loop): the floor;
+- ``gymnasium``: the slots as Gymnasium envs (``--simulator gymnasium``: wrappers, checker,
+  GuardedEnv, per-env observation and reward);
+- ``batched``: :class:`harness.mjbatch.MujocoBatch` on one thread (the default), and on
+  ``--threads`` threads (wall time: threads only pay with free cores).
+
+    python benchmarks/simulator.py [--env-id Hopper-v4] [--slots 64] [--threads 2]
+
+Writes ``results/benchmarks/simulator.csv`` / ``.json`` (machine, versions).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import mujoco
+import numpy as np
+import pandas as pd
+
+from harness.mjbatch import MujocoBatch
+from harness.provenance import machine, machine_line, versions
+from harness.vector import SlotVectorEnv
+
+OUT = Path(__file__).resolve().parents[1] / "results" / "benchmarks"
+
+
+def drive(envs, steps: int, act_dim: int, rng: np.random.Generator) -> int:  # noqa: ANN001
+    """Step all slots ``steps`` times, resetting finished ones; returns env steps."""
+    n = envs.num_envs
+    envs.reset(seed=list(range(n)))
+    seed = n
+    for _ in range(steps):
+        _, _, term, trunc, _ = envs.step(rng.uniform(-0.3, 0.3, (n, act_dim)).astype(np.float32), np.ones(n, bool))
+        done = term | trunc
+        if done.any():
+            seeds = [None] * n
+            for i in np.flatnonzero(done):
+                seeds[i], seed = seed, seed + 1
+            envs.reset(seed=seeds, options={"reset_mask": done})
+    return n * steps
+
+
+def mj_alone(batch: MujocoBatch, steps: int, act_dim: int, rng: np.random.Generator) -> int:
+    batch.reset(seed=list(range(batch.num_envs)))
+    for _ in range(steps):
+        acts = rng.uniform(-0.3, 0.3, (batch.num_envs, act_dim))
+        for d, a in zip(batch.data, acts, strict=True):
+            d.ctrl[:] = a
+            mujoco.mj_step(batch.model, d, nstep=batch.frame_skip)
+            mujoco.mj_rnePostConstraint(batch.model, d)
+    return batch.num_envs * steps
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--env-id", default="Hopper-v4")
+    p.add_argument("--slots", type=int, default=64)
+    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", type=Path, default=OUT)
+    args = p.parse_args(argv)
+    gym_envs = SlotVectorEnv(args.env_id, args.slots)
+    act_dim = gym_envs.single_action_space.shape[0]
+    batch = MujocoBatch(args.env_id, args.slots)
+    threaded = MujocoBatch(args.env_id, args.slots, threads=args.threads)
+    methods = {
+        "mj_step": lambda rng: mj_alone(batch, args.steps, act_dim, rng),
+        "gymnasium": lambda rng: drive(gym_envs, args.steps, act_dim, rng),
+        "batched": lambda rng: drive(batch, args.steps, act_dim, rng),
+        f"batched-{args.threads}-threads": lambda rng: drive(threaded, args.steps, act_dim, rng),
+    }
+    rows = []
+    for r in range(args.rounds):
+        for name, fn in methods.items():
+            c0, w0 = time.process_time(), time.perf_counter()
+            steps = fn(np.random.default_rng(r))
+            cpu, wall = time.process_time() - c0, time.perf_counter() - w0
+            rows.append(
+                {
+                    "round": r,
+                    "method": name,
+                    "env_steps": steps,
+                    "cpu_us_per_step": 1e6 * cpu / steps,
+                    "wall_us_per_step": 1e6 * wall / steps,
+                }
+            )
+    df = pd.DataFrame(rows).groupby("method", sort=False)[["cpu_us_per_step", "wall_us_per_step"]].median()
+    floor = df.loc["mj_step", "cpu_us_per_step"]
+    df["cpu_vs_mj_step"] = df["cpu_us_per_step"] / floor
+    df["wall_vs_mj_step"] = df["wall_us_per_step"] / df.loc["mj_step", "wall_us_per_step"]
+    print(df.round(2).to_string())
+    print(f"machine: {machine_line()}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    df.to_csv(args.out / "simulator.csv")
+    meta = {
+        "command": "python benchmarks/simulator.py " + " ".join(argv or []),
+        "env_id": args.env_id,
+        "slots": args.slots,
+        "machine": machine(),
+        "versions": versions(),
+    }
+    (args.out / "simulator.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
