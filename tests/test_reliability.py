@@ -222,3 +222,23 @@ def test_overwrite_removes_every_figure_and_the_videos(tmp_path):
     assert len(figure_files()) == 6 and set(held(out)) == {*RESULT_FILES, *figure_files(), VIDEO_DIR}
     assert resume_or_refuse(out, {"format": 1}, overwrite=True) is False
     assert held(out) == [] and sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+
+
+def test_metadata_records_invariance_and_resume_warns_without_it(tmp_path, monkeypatch, capsys):
+    """metadata.json carries the start-up self-check; a resumed sweep on a machine where it
+    fails says that the resumed rows may differ (and still resumes)."""
+    import json
+
+    from harness import runner
+
+    ckpt = make_checkpoint(tmp_path / "c", "Hopper-v4")
+    out = tmp_path / "run"
+    assert sweep.main(sweep_args(ckpt, out, 2)) == 0
+    meta = json.loads((out / "metadata.json").read_text())
+    assert meta["batch_invariant"] is True and list(meta["batch_invariance"].values()) == [True]
+    assert {"cpu", "isa", "arch"} <= set(meta["machine"])
+    monkeypatch.setattr(runner, "batch_invariance_check", lambda policy: False)
+    capsys.readouterr()
+    assert sweep.main(sweep_args(ckpt, out, 2)) == 0
+    assert "failed the batch-invariance self-check" in capsys.readouterr().err
+    assert json.loads((out / "metadata.json").read_text())["batch_invariant"] is False
