@@ -20,16 +20,17 @@ the same action from the same weights with less work:
 Results equal the stock forward up to float rounding (``tests/test_fast.py``: within 1e-5 on
 random padded windows and along whole episodes).
 
-Batch invariance by construction: every kernel runs on a block of exactly ``block`` windows (16 on
-CPU), the last block padded by repeating its last window. No matrix multiply, attention or
-layer norm ever sees a shape that depends on how many windows share the call, so the library's
-choice of kernel, tiling and reduction order for a window's rows is the same whether it is
-acted for alone or among 500 others. (The hazard is real: BLAS libraries take other paths for
-small M — MKL's rounding for M = 1..3 differs from M >= 4 on AMD EPYC, and cuBLAS picks kernels
-and split-K by shape.) What is left to the library is that a row's result does not depend on
-its position inside a fixed-shape GEMM, which every blocked GEMM satisfies because rows are
-never reduced together; ``tests/test_fast.py`` checks every batch size and row position, and
-``batch_invariant`` re-checks it at start-up on the machine that runs the sweep.
+Batch invariance by construction: every kernel runs on a block of exactly ``block`` windows (the
+policy's default: 16 in fp32, 32 in bf16 on CPU, 256 on CUDA), the last block padded by
+repeating its last window. No matrix multiply, attention or layer norm ever sees a shape that
+depends on how many windows share the call, so the library's choice of kernel, tiling and
+reduction order for a window's rows is the same whether it is acted for alone or among 500
+others. (The hazard is real: BLAS libraries take other paths for small M — MKL's rounding for M
+= 1..3 differs from M >= 4 on AMD EPYC, and cuBLAS picks kernels and split-K by shape.) What is
+left to the library is that a row's result does not depend on its position inside a fixed-shape
+GEMM, which every blocked GEMM satisfies because rows are never reduced together;
+``tests/test_fast.py`` checks every batch size and row position, and ``batch_invariant`` re-
+checks it at start-up on the machine that runs the sweep.
 
 ``dtype=torch.bfloat16`` runs the whole stack on a bf16 copy of the weights (embeddings in
 fp32, then cast): faster on CPUs with bf16 matrix units, not exact (``--precision bf16``).
