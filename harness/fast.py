@@ -21,7 +21,7 @@ Results equal the stock forward up to float rounding (``tests/test_fast.py``: wi
 random padded windows and along whole episodes).
 
 Batch invariance by construction: every kernel runs on a block of exactly ``block`` windows (the
-policy's default: 16 in fp32, 32 in bf16 on CPU, 256 on CUDA), the last block padded by
+policy's default: 16 in fp32, 64 in bf16 on CPU, 256 on CUDA), the last block padded by
 repeating its last window. No matrix multiply, attention or layer norm ever sees a shape that
 depends on how many windows share the call, so the library's choice of kernel, tiling and
 reduction order for a window's rows is the same whether it is acted for alone or among 500

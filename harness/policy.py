@@ -11,7 +11,7 @@ from harness.fast import FastActionHead
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
 """``--precision`` choices and their torch dtypes."""
-DEFAULT_BLOCK_CPU = {"fp32": 16, "bf16": 32}
+DEFAULT_BLOCK_CPU = {"fp32": 16, "bf16": 64}
 """Windows per fast-path kernel call on CPU, per precision (bf16's matrix units want larger M;
 measured against one unblocked pass by ``benchmarks/invariance_cost.py``: README, Speed)."""
 DEFAULT_BLOCK_CUDA = 256
@@ -32,7 +32,7 @@ class DTPolicy:
             by construction); False runs the stock ``transformers`` forward (under bf16 autocast
             for ``bf16``), whose actions may depend on the batch.
         block: windows per kernel call of the fast path (see :class:`harness.fast.FastActionHead`);
-            default 16 (fp32) or 32 (bf16) on CPU, 256 on CUDA.
+            default 16 (fp32) or 64 (bf16) on CPU, 256 on CUDA.
     """
 
     def __init__(
