@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from transformers import DecisionTransformerConfig, DecisionTransformerModel
 
-from harness.data import DatasetSummary
+from harness.data import DatasetSummary, Statistics
 from harness.envs import FAMILIES, EnvSpec
 from harness.errors import HarnessError
 
@@ -70,6 +70,9 @@ class Checkpoint:
         env_id: Gymnasium id it was trained for, if recorded.
         env_name: short env name it was trained for (``hopper``), if known.
         dataset: training-data summary, if recorded.
+        statistics: where ``state_mean``/``state_std`` came from: ``config.json``, ``published``
+            (the Hub table) or ``data:<source>`` (computed from a dataset, ``--data``).
+        train_step: the Trainer's global step of a ``checkpoint-N`` folder, else None.
     """
 
     model: DecisionTransformerModel
@@ -82,6 +85,8 @@ class Checkpoint:
     env_id: str | None
     env_name: str | None
     dataset: DatasetSummary | None
+    statistics: str = "config.json"
+    train_step: int | None = None
 
     @property
     def state_dim(self) -> int:
@@ -123,6 +128,8 @@ class Checkpoint:
             "return_scale": self.return_scale,
             "parameters": sum(p.numel() for p in self.model.parameters()),
             "dataset": asdict(self.dataset) if self.dataset else None,
+            "statistics": self.statistics,
+            "train_step": self.train_step,
         }
 
     def check_env(self, env: EnvSpec) -> None:
@@ -333,30 +340,90 @@ def _build_model(
 
 
 def _state_statistics(
-    cfg: dict[str, Any], published: dict[str, Any], state_dim: int, label: str
-) -> tuple[np.ndarray, np.ndarray]:
-    """``(state_dim,)`` mean and std from config.json, else from the published Hub table."""
-    mean = cfg.get("state_mean", published.get("state_mean"))
-    std = cfg.get("state_std", published.get("state_std"))
+    cfg: dict[str, Any], published: dict[str, Any], state_dim: int, label: str, given: Statistics | None
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """``(state_dim,)`` mean and std and where they came from: config.json, the Hub table or ``given``."""
+    if "state_mean" in cfg or "state_std" in cfg:
+        mean, std, origin = cfg.get("state_mean"), cfg.get("state_std"), "config.json"
+    elif published:
+        mean, std, origin = published.get("state_mean"), published.get("state_std"), "published"
+    elif given is not None:
+        mean, std, origin = given.state_mean, given.state_std, f"data:{given.source}"
+    else:
+        mean = std = None
+        origin = ""
+    if given is not None and not origin.startswith("data:"):
+        raise HarnessError(
+            f"checkpoint {label} already has state statistics ({origin}); --data is for checkpoints saved "
+            "without them (e.g. by the tutorial's Trainer): drop --data for this env"
+        )
     if mean is None or std is None:
         raise HarnessError(
-            f"checkpoint {label} has no state statistics; add 'state_mean' and 'state_std' "
-            f"({state_dim} numbers each, from the training data) to its config.json, "
-            "or save it with harness.checkpoints.save_checkpoint"
+            f"checkpoint {label} has no state statistics; pass the data it was trained on with --data "
+            "ENV=path.parquet or ENV=owner/name:subset (statistics computed as the tutorial's collator does), "
+            f"or add 'state_mean' and 'state_std' ({state_dim} numbers each) to its config.json"
         )
     state_mean = _stats_vector(mean, "state_mean", state_dim, label)
     state_std = _stats_vector(std, "state_std", state_dim, label)
     if np.any(state_std <= 0):
         raise HarnessError(f"checkpoint {label}: state_std must be > 0 in every dimension")
-    return state_mean, state_std
+    return state_mean, state_std, origin
 
 
-def load_checkpoint(spec: str, device: str | torch.device = "cpu") -> Checkpoint:
+_STEP_DIR = re.compile(r"^checkpoint-(\d+)$")
+
+
+def train_step(folder: Path) -> int | None:
+    """The Trainer's global step of a checkpoint folder (``trainer_state.json``, else ``checkpoint-N``)."""
+    state = folder / "trainer_state.json"
+    if state.is_file():
+        try:
+            step = json.loads(state.read_text()).get("global_step")
+            if isinstance(step, int):
+                return step
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+            pass
+    m = _STEP_DIR.match(folder.name)
+    return int(m.group(1)) if m else None
+
+
+def expand_spec(spec: str) -> list[str]:
+    """One checkpoint spec as the checkpoints it names, in training-step order.
+
+    A glob (``run/trainer/checkpoint-*``) names the folders it matches; a folder without
+    ``config.json`` that holds Trainer ``checkpoint-N`` folders names those; anything else names
+    itself.
+
+    Raises:
+        HarnessError: a glob that matches no checkpoint folder.
+    """
+    if any(ch in spec for ch in "*?["):
+        import glob
+
+        found = [p for p in (Path(m) for m in glob.glob(str(Path(spec).expanduser()))) if (p / "config.json").is_file()]
+        if not found:
+            raise HarnessError(
+                f"checkpoint pattern {spec!r} matches no checkpoint folder (config.json + weights); check the path"
+            )
+    else:
+        path = Path(spec).expanduser()
+        if not path.is_dir() or (path / "config.json").is_file():
+            return [spec]
+        found = [p for p in path.iterdir() if _STEP_DIR.match(p.name) and (p / "config.json").is_file()]
+        if not found:
+            return [spec]  # load_checkpoint names what is missing
+    found.sort(key=lambda p: (train_step(p) is None, train_step(p) or 0, str(p)))
+    return [str(p) for p in found]
+
+
+def load_checkpoint(spec: str, device: str | torch.device = "cpu", statistics: Statistics | None = None) -> Checkpoint:
     """Load a checkpoint from an embedded name, a local folder or a Hugging Face Hub id.
 
     Args:
         spec: ``hopper`` (embedded), ``path/to/folder`` or ``owner/name`` on the Hub.
         device: where the model lives.
+        statistics: state statistics for a checkpoint saved without them (the tutorial's
+            Trainer output); refused for one that has its own.
 
     Returns:
         The model in eval mode with its metadata.
@@ -373,12 +440,15 @@ def load_checkpoint(spec: str, device: str | torch.device = "cpu") -> Checkpoint
     model.to(device).eval()
     published = hub_table().get(hub_id or "", {})
     env_name = published.get("env")
-    state_mean, state_std = _state_statistics(cfg, published, model.config.state_dim, label)
+    state_mean, state_std, origin = _state_statistics(cfg, published, model.config.state_dim, label, statistics)
     env_id = cfg.get("env_id")
     if env_id is not None:
         base = str(env_id).split("-")[0].lower()
         env_name = base if base in FAMILIES else env_name
     dataset = cfg.get("dataset")
+    summary = DatasetSummary.from_dict(dataset, f"checkpoint {label}") if dataset is not None else None
+    if summary is None and statistics is not None:
+        summary = statistics.dataset
     return Checkpoint(
         model=model,
         label=label,
@@ -389,7 +459,9 @@ def load_checkpoint(spec: str, device: str | torch.device = "cpu") -> Checkpoint
         context_length=int(_positive(cfg.get("context_length", DEFAULT_CONTEXT_LENGTH), "context_length", label, int)),
         env_id=str(env_id) if env_id is not None else None,
         env_name=env_name,
-        dataset=DatasetSummary.from_dict(dataset, f"checkpoint {label}") if dataset is not None else None,
+        dataset=summary,
+        statistics=origin,
+        train_step=train_step(folder) if hub_id is None else None,
     )
 
 

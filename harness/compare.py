@@ -8,8 +8,13 @@ the same seeds), the probability of improvement and a verdict; Bonferroni over a
 (default ``CANDIDATE/compare``) and prints a table (``--markdown``: a Markdown table for a CI log
 or a pull request).
 
-Exit codes: 0 no significant drop beyond ``--min-drop``; 1 such a drop in a cell or an env;
-2 bad input (a folder that is not a sweep, grids that do not match, unpaired checkpoints).
+With one folder (a sweep of a Trainer run's checkpoints, ``--checkpoint ENV='run/trainer/checkpoint-*'``):
+which training step scores best, and whether the last step is worse than it (the last step
+against every earlier one, paired by seed, Bonferroni over all; ``best_vs_last.csv``).
+
+Exit codes: 0 no significant drop beyond ``--min-drop``; 1 such a drop in a cell or an env (one
+folder: the last step significantly below an earlier one); 2 bad input (a folder that is not a
+sweep, grids that do not match, unpaired checkpoints).
 """
 
 from __future__ import annotations
@@ -20,9 +25,9 @@ from pathlib import Path
 import pandas as pd
 
 from harness.cli import Parser, run
-from harness.comparison import ALPHA, DEFAULT_MIN_DROP, compare, pair_checkpoints, read_sweep
+from harness.comparison import ALPHA, DEFAULT_MIN_DROP, best_vs_last, compare, pair_checkpoints, read_sweep
 from harness.errors import HarnessError
-from harness.figures import comparison_figure, save_figure
+from harness.figures import comparison_figure, save_figure, train_steps
 from harness.results import write_atomic
 
 EXIT_DROP = 1
@@ -56,7 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     """Command line; exit 0 (no significant drop), 1 (a drop beyond --min-drop), 2 (bad input)."""
     p = Parser(prog="python -m harness.compare", description=__doc__.split("\n\n")[0])
     p.add_argument("baseline", type=Path, help="sweep folder of the baseline")
-    p.add_argument("candidate", type=Path, help="sweep folder of the candidate")
+    p.add_argument(
+        "candidate", type=Path, nargs="?", default=None, help="sweep folder of the candidate; omit it for best vs last"
+    )
     p.add_argument("--pair", action="append", default=[], metavar="A=B", help="baseline checkpoint A vs candidate B")
     p.add_argument(
         "--min-drop",
@@ -73,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         if not 0 < args.alpha < 1 or args.min_drop < 0:
             raise HarnessError(f"--alpha must lie in (0, 1) and --min-drop be >= 0, got {args.alpha}, {args.min_drop}")
+        if args.candidate is None:
+            return _best_vs_last(args)
         base, cand = read_sweep(args.baseline), read_sweep(args.candidate)
         pairing = pair_checkpoints(base, cand, args.pair)
         df = compare(base, cand, pairing, args.min_drop, args.alpha, args.seed)
@@ -91,6 +100,42 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_DROP if len(drops) else 0
 
     return run(body)
+
+
+def _best_vs_last(args) -> int:  # noqa: ANN001
+    """One sweep of a Trainer run: the best step and whether the last one is worse."""
+    episodes = read_sweep(args.baseline)
+    table_, rows = best_vs_last(episodes, train_steps(args.baseline), args.min_drop, args.alpha, args.seed)
+    out = args.out or args.baseline / "compare"
+    out.mkdir(parents=True, exist_ok=True)
+    write_atomic(out / "best_vs_last.csv", table_.to_csv(index=False))
+    write_atomic(out / "compare.csv", rows.to_csv(index=False))
+    view = pd.DataFrame(
+        {
+            "env": table_["env"],
+            "best step": table_["best_step"],
+            "best": table_["best_mean"].map("{:.1f}".format),
+            "last step": table_["last_step"],
+            "last": table_["last_mean"].map("{:.1f}".format),
+            "last - best [CI]": [
+                f"{d:+.1f} [{lo:+.1f}, {hi:+.1f}]"
+                for d, lo, hi in zip(table_["diff"], table_["diff_ci_low"], table_["diff_ci_high"], strict=True)
+            ],
+            "verdict": table_["verdict"],
+        }
+    )
+    if args.markdown:
+        lines = ["| " + " | ".join(view.columns) + " |", "|" + "---|" * len(view.columns)]
+        print("\n".join(lines + ["| " + " | ".join(str(v) for v in r) + " |" for r in view.itertuples(index=False)]))
+    else:
+        print(view.to_string(index=False))
+    drops = rows[(rows["level"] == "env") & (rows["verdict"] == "drop")]
+    conf = rows["confidence"].iloc[0]
+    print(
+        f"\nthe last step is significantly below {len(drops)} earlier steps by more than {args.min_drop:g} points "
+        f"(CIs at {100 * conf:.2f}%: Bonferroni over {len(rows)} comparisons); wrote {out}/best_vs_last.csv"
+    )
+    return EXIT_DROP if len(drops) else 0
 
 
 if __name__ == "__main__":

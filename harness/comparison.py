@@ -259,3 +259,77 @@ def _row(level, env, target, a, b, vb, vc, paired, confidence, min_drop, seed, x
         "prob_improvement": probability_of_improvement(vc, vb) if len(vb) and len(vc) else float("nan"),
         "verdict": verdict(lo, hi, mc - mb, min_drop),
     }
+
+
+def best_vs_last(
+    episodes: pd.DataFrame,
+    steps: dict[tuple[str, str], int],
+    min_drop: float = DEFAULT_MIN_DROP,
+    alpha: float = ALPHA,
+    seed: int = 0,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Within one sweep of a Trainer run: which step is best, and is the last one worse?
+
+    For each env with checkpoints of >= 2 training steps, the last step is compared with every
+    earlier one (:func:`compare`, paired by seed, Bonferroni over all those comparisons: choosing
+    the best step after the fact is one of them, so its CI is not optimistic). The best step is the
+    one with the highest mean score over all targets.
+
+    Args:
+        episodes: the sweep's episodes.csv rows.
+        steps: ``{(env, checkpoint): step}`` (see :func:`harness.figures.train_steps`).
+
+    Returns:
+        ``(table, rows)``: one row per env (``env, best_checkpoint, best_step, best_mean,
+        last_checkpoint, last_step, last_mean, diff, diff_ci_low, diff_ci_high, verdict``), and
+        every comparison row (columns :data:`COMPARE_COLUMNS`).
+
+    Raises:
+        HarnessError: no env has checkpoints of two training steps.
+    """
+    pairs: dict[str, list[tuple[str, str]]] = {}
+    order: dict[str, list[tuple[int, str]]] = {}
+    for env in sorted(set(episodes["env"])):
+        labels = sorted(set(episodes.loc[episodes["env"] == env, "checkpoint"]))
+        stepped = sorted((steps[(env, c)], c) for c in labels if (env, c) in steps)
+        if len({s for s, _ in stepped}) < 2:
+            continue
+        last = stepped[-1][1]
+        pairs[env] = [(c, last) for _, c in stepped[:-1]]
+        order[env] = stepped
+    if not pairs:
+        raise HarnessError(
+            "no env in this sweep has checkpoints of two training steps; sweep a Trainer run with "
+            "--checkpoint ENV='run/trainer/checkpoint-*', or pass two sweeps to compare"
+        )
+    rows = compare(episodes, episodes, Pairing(pairs), min_drop, alpha, seed)
+    env_rows = rows[rows["level"] == "env"]
+    table = []
+    for env, stepped in order.items():
+        step_of = {c: s for s, c in stepped}
+        last = stepped[-1][1]
+        mine = env_rows[env_rows["env"] == env]
+        means = {c: float(m) for c, m in zip(mine["baseline_checkpoint"], mine["baseline_mean"], strict=True)}
+        means[last] = float(mine["candidate_mean"].iloc[0])
+        best = max(means, key=lambda c: (means[c], step_of[c]))
+        if best == last:
+            diff, lo, hi, v = 0.0, 0.0, 0.0, "last is best"
+        else:
+            r = mine[mine["baseline_checkpoint"] == best].iloc[0]
+            diff, lo, hi, v = float(r["diff"]), float(r["diff_ci_low"]), float(r["diff_ci_high"]), str(r["verdict"])
+        table.append(
+            {
+                "env": env,
+                "best_checkpoint": best,
+                "best_step": step_of[best],
+                "best_mean": means[best],
+                "last_checkpoint": last,
+                "last_step": step_of[last],
+                "last_mean": means[last],
+                "diff": diff,
+                "diff_ci_low": lo,
+                "diff_ci_high": hi,
+                "verdict": v,
+            }
+        )
+    return pd.DataFrame(table), rows

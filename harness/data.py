@@ -14,6 +14,8 @@ concatenated, with offsets, so that training can gather windows with numpy index
 Sources: local parquet files written by ``python -m harness.collect`` (:meth:`from_parquet`)
 and, for users who are online, the Hugging Face Hub (:meth:`from_hub`, e.g.
 ``edbeeching/decision_transformer_gym_replay`` with config ``halfcheetah-expert-v2``).
+:func:`load_source` reads either from one string (``path.parquet`` or ``owner/name:subset``) and
+:func:`statistics_from` turns a dataset into the state statistics a checkpoint needs.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ import numpy as np
 import pandas as pd
 
 from harness.errors import HarnessError
+
+HUB_PARQUET_REVISION = "refs/convert/parquet"
+"""The Hub's automatic parquet conversion of a dataset: ``<subset>/<split>/NNNN.parquet``."""
 
 COLUMNS = ("observations", "actions", "rewards", "dones")
 
@@ -211,3 +216,86 @@ class OfflineDataset:
         except Exception as exc:
             raise HarnessError(f"could not load {name} ({config}) from the Hugging Face Hub ({exc})") from None
         return cls.from_frame(ds.to_pandas())
+
+
+def _hub_parquet_folder(repo_id: str, subset: str, split: str) -> Path:
+    """Download the parquet shards of one subset of a Hub dataset; returns the snapshot folder."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(
+            snapshot_download(
+                repo_id,
+                repo_type="dataset",
+                revision=HUB_PARQUET_REVISION,
+                allow_patterns=[f"{subset}/{split}/*.parquet"],
+            )
+        )
+    except Exception as exc:  # network, auth, missing repo: all end the same way for the user
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise HarnessError(
+            f"could not fetch dataset {repo_id}:{subset} from the Hugging Face Hub ({type(exc).__name__}: "
+            f"{first}); check the id and your connection, or pass a local parquet file"
+        ) from None
+
+
+def load_source(spec: str, split: str = "train") -> OfflineDataset:
+    """A dataset from a local parquet file or ``owner/name:subset`` on the Hugging Face Hub.
+
+    The Hub path reads the dataset's parquet conversion (what ``datasets.load_dataset`` would
+    load: the same rows), so the ``datasets`` package is not needed.
+
+    Raises:
+        HarnessError: no such file, not the tutorial's schema, or the Hub cannot be reached.
+    """
+    path = Path(spec).expanduser()
+    if path.exists() or spec.endswith(".parquet"):
+        return OfflineDataset.from_parquet(path)
+    if ":" not in spec or spec.count("/") != 1:
+        raise HarnessError(
+            f"dataset {spec!r} is neither a parquet file nor a Hub dataset; pass path/to/data.parquet or "
+            "owner/name:subset (e.g. edbeeching/decision_transformer_gym_replay:halfcheetah-expert-v2)"
+        )
+    repo_id, subset = spec.split(":", 1)
+    folder = _hub_parquet_folder(repo_id, subset, split)
+    shards = sorted((folder / subset / split).glob("*.parquet"))
+    if not shards:
+        raise HarnessError(
+            f"dataset {repo_id} has no subset {subset!r} (no {subset}/{split}/*.parquet); check the subset name"
+        )
+    frames = []
+    for shard in shards:
+        try:
+            frames.append(pd.read_parquet(shard))
+        except Exception as exc:  # pyarrow raises several types for a bad file
+            raise HarnessError(f"dataset shard {shard} is unreadable ({type(exc).__name__}: {exc})") from None
+    return OfflineDataset.from_frame(pd.concat(frames, ignore_index=True))
+
+
+@dataclass(frozen=True)
+class Statistics:
+    """State statistics for a checkpoint that carries none, and where they came from.
+
+    Attributes:
+        source: the dataset as given (``path.parquet`` or ``owner/name:subset``).
+        state_mean: ``(state_dim,)`` float64 mean of every state of the dataset.
+        state_std: ``(state_dim,)`` float64 std + 1e-6 (the tutorial's collator).
+        dataset: the dataset's summary (for target grids and the data range in figures).
+    """
+
+    source: str
+    state_mean: np.ndarray
+    state_std: np.ndarray
+    dataset: DatasetSummary
+
+
+def statistics_from(spec: str, name: str | None = None) -> Statistics:
+    """:class:`Statistics` of a dataset, computed as the tutorial's collator computes them.
+
+    The collator stacks every observation of every trajectory and takes
+    ``np.mean(states, axis=0)`` and ``np.std(states, axis=0) + 1e-6`` in float64.
+    """
+    data = load_source(spec)
+    mean, std = data.state_stats()
+    label = name or (Path(spec).stem if spec.endswith(".parquet") else spec.split(":", 1)[-1])
+    return Statistics(source=spec, state_mean=mean, state_std=std, dataset=data.summary(label))

@@ -9,6 +9,9 @@
   is known, the training data's return distribution (min, p10, median, p90, max) and a shaded
   region where targets exceed the best return in the data (extrapolation).
 - ``episode_length``: mean episode length (95% bootstrap band) against target, per checkpoint.
+- ``learning_curve`` (only when an env has checkpoints of several training steps, e.g.
+  ``--checkpoint hopper=run/trainer/checkpoint-*``): normalised score against the Trainer's step,
+  one line per target with its 95% band, and the mean over targets.
 
 Each is written as PNG and SVG; a checkpoint has the same colour in every figure.
 """
@@ -30,8 +33,10 @@ from harness.schema import (  # noqa: E402
     EPISODES,
     FIGURE_EPISODE_LENGTH,
     FIGURE_FORMATS,
+    FIGURE_LEARNING_CURVE,
     FIGURE_RETURN_CONDITIONING,
     FIGURE_RETURN_DISTRIBUTIONS,
+    METADATA,
     SUMMARY,
     Status,
 )
@@ -228,6 +233,60 @@ def episode_length_figure(episodes: pd.DataFrame, summary: pd.DataFrame) -> Figu
     return fig
 
 
+def train_steps(out: Path) -> dict[tuple[str, str], int]:
+    """``{(env, checkpoint label): Trainer step}`` from a sweep's metadata.json (empty without one)."""
+    import json
+
+    path = out / METADATA
+    if not path.is_file():
+        return {}
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    steps = {}
+    for c in meta.get("checkpoints", []) if isinstance(meta, dict) else []:
+        if isinstance(c, dict) and isinstance(c.get("train_step"), int):
+            steps[(str(c.get("env")), str(c.get("label")))] = c["train_step"]
+    return steps
+
+
+def learning_curve_figure(summary: pd.DataFrame, steps: dict[tuple[str, str], int]) -> Figure | None:
+    """Score against training step per target, one panel per env with >= 2 steps; None if none has.
+
+    Args:
+        summary: summary.csv rows.
+        steps: ``{(env, checkpoint): step}`` (:func:`train_steps`); other checkpoints are left out.
+    """
+    rows = summary[[(e, c) in steps for e, c in zip(summary["env"], summary["checkpoint"], strict=True)]].copy()
+    rows["step"] = [steps[(e, c)] for e, c in zip(rows["env"], rows["checkpoint"], strict=True)]
+    envs = [e for e in _env_order(rows["env"]) if rows.loc[rows["env"] == e, "step"].nunique() >= 2]
+    if not envs:
+        return None
+    fig, axes = plt.subplots(1, len(envs), figsize=(4.6 * len(envs), 3.8), squeeze=False)
+    for ax, env in zip(axes[0], envs, strict=True):
+        cell = rows[rows["env"] == env]
+        cmap = plt.get_cmap("viridis")
+        targets = sorted(cell["target"].unique())
+        for i, t in enumerate(targets):
+            line = cell[cell["target"] == t].sort_values("step")
+            color = cmap(i / max(1, len(targets) - 1))
+            ax.plot(line["step"], line["score_mean"], "o-", ms=3, lw=1.2, color=color, label=f"target {t:.0f}")
+            ax.fill_between(line["step"], line["score_ci_low"], line["score_ci_high"], color=color, alpha=0.15, lw=0)
+        mean = cell.groupby("step")["score_mean"].mean()
+        ax.plot(mean.index, mean.to_numpy(), "k--", lw=1.8, label="mean over targets")
+        best = int(mean.idxmax())
+        ax.axvline(best, color="0.5", lw=0.8, ls=":")
+        ax.set_title(f"{env} (best mean at step {best})")
+        ax.set_xlabel("training step")
+        ax.set_ylabel("achieved return (normalised)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle("Learning curve: score of each Trainer checkpoint (mean, 95% CI)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 def _save(fig: Figure, out: Path, name: str) -> list[Path]:
     written = []
     for ext in FIGURE_FORMATS:
@@ -276,6 +335,9 @@ def save_figures(out: Path) -> list[Path]:
             raise HarnessError(f"{episodes_path} lacks columns {', '.join(lacking)}; rerun the sweep")
         written += _save(return_distributions_figure(episodes, summary), out, FIGURE_RETURN_DISTRIBUTIONS)
         written += _save(episode_length_figure(episodes, summary), out, FIGURE_EPISODE_LENGTH)
+    curve = learning_curve_figure(summary, train_steps(out))
+    if curve is not None:
+        written += _save(curve, out, FIGURE_LEARNING_CURVE)
     return written
 
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from harness.checkpoints import load_checkpoint
+from harness.data import Statistics
 from harness.envs import resolve_env
 from harness.errors import HarnessError
 from harness.evaluate import evaluate
@@ -50,6 +51,7 @@ class Cell:
         threads: torch threads in the worker.
         env_workers: processes stepping the cell's slots.
         simulator: ``batched`` or ``gymnasium`` (see :func:`harness.rollout.run_episodes`).
+        statistics: state statistics for a checkpoint saved without them (``--data``).
     """
 
     env_id: str
@@ -64,6 +66,7 @@ class Cell:
     threads: int
     env_workers: int = 1
     simulator: str = "batched"
+    statistics: Statistics | None = None
 
     def __post_init__(self) -> None:
         if not self.episodes or min(self.episodes) < 0:
@@ -78,7 +81,7 @@ def run_cell(cell: Cell) -> pd.DataFrame:
 
     torch.set_num_threads(cell.threads)
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    ckpt = load_checkpoint(cell.checkpoint, device=cell.device)
+    ckpt = load_checkpoint(cell.checkpoint, device=cell.device, statistics=cell.statistics)
     if ckpt.fingerprint() != cell.fingerprint:
         raise HarnessError(
             f"checkpoint {cell.checkpoint} on this worker has other weights than the sweep started with; "

@@ -26,7 +26,8 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from harness.checkpoints import Checkpoint, embedded_names, load_checkpoint
+from harness.checkpoints import Checkpoint, embedded_names, expand_spec, load_checkpoint
+from harness.data import Statistics, statistics_from
 from harness.envs import DEFAULT_VERSION, VERSIONS, EnvSpec, resolve_env
 from harness.errors import HarnessError
 from harness.evaluate import default_targets, evaluate
@@ -59,7 +60,11 @@ class SweepConfig:
     envs: list[str] = field(default_factory=lambda: ["hopper", "walker2d", "halfcheetah"])
     """Short env names (hopper, walker2d, halfcheetah) or full Gymnasium ids (Hopper-v4)."""
     checkpoints: list[str] = field(default_factory=list)
-    """``ENV=FOLDER_OR_HUB_ID`` entries; an env without one uses its embedded checkpoint."""
+    """``ENV=FOLDER_OR_HUB_ID`` entries; an env without one uses its embedded checkpoint. A glob
+    (``ENV=run/trainer/checkpoint-*``) or a folder of Trainer ``checkpoint-N`` folders names each."""
+    data: list[str] = field(default_factory=list)
+    """``ENV=DATASET`` entries (``path.parquet`` or ``owner/name:subset``; a bare dataset when one env
+    is swept): state statistics for that env's checkpoints saved without them (the tutorial's)."""
     targets: list[float] | None = None
     """Raw target returns for every env; None: a grid from the checkpoint's data range."""
     num_targets: int = 10
@@ -113,7 +118,7 @@ def parse_checkpoints(entries: Sequence[str], envs: Sequence[EnvSpec]) -> dict[s
                 f"--checkpoint {entry!r} is for {env_name}, which is not in --envs "
                 f"({', '.join(by_env)}); add it to --envs or drop the checkpoint"
             )
-        by_env[env_name].append(spec)
+        by_env[env_name].extend(expand_spec(spec))
     embedded = embedded_names()
     for env_name, specs in by_env.items():
         if not specs:
@@ -124,6 +129,32 @@ def parse_checkpoints(entries: Sequence[str], envs: Sequence[EnvSpec]) -> dict[s
                 )
             specs.append(env_name)
     return by_env
+
+
+def parse_data(entries: Sequence[str], envs: Sequence[EnvSpec]) -> dict[str, str]:
+    """``--data`` entries as ``{env name: dataset spec}``; a bare spec is allowed for one env."""
+    out: dict[str, str] = {}
+    names = [e.name for e in envs]
+    for entry in entries:
+        name, sep, spec = entry.partition("=")
+        if not sep:
+            if len(names) != 1:
+                raise HarnessError(
+                    f"--data {entry!r} lacks the env and the sweep has {len(names)} envs; write ENV=DATASET, "
+                    f"e.g. {names[0]}={entry}"
+                )
+            name, spec = names[0], entry
+        if not spec:
+            raise HarnessError(
+                f"--data {entry!r} names no dataset after '='; pass ENV=path.parquet or owner/name:subset"
+            )
+        env_name = resolve_env(name).name
+        if env_name not in names:
+            raise HarnessError(f"--data {entry!r} is for {env_name}, which is not in --envs ({', '.join(names)})")
+        if env_name in out:
+            raise HarnessError(f"--data names {env_name} twice; give each env one dataset")
+        out[env_name] = spec
+    return out
 
 
 def resolve_device(name: str) -> str:
@@ -193,6 +224,7 @@ def _run_parallel(
     device: str,
     loaded: list[tuple[EnvSpec, Checkpoint, list[float]]],
     specs: dict[tuple[str, str], str],
+    stats: dict[str, Statistics],
     previous: pd.DataFrame,
     log: EpisodeLog,
     bar: tqdm,
@@ -211,6 +243,7 @@ def _run_parallel(
                         env_id=env.env_id,
                         checkpoint=specs[(env.name, ckpt.label)],
                         fingerprint=fingerprint,
+                        statistics=stats.get(env.name),
                         target=t,
                         episodes=todo,
                         seed=config.seed,
@@ -278,7 +311,10 @@ def _identity(config: SweepConfig, loaded: list[tuple[EnvSpec, Checkpoint, list[
     return {
         "format": 1,
         "cells": [
-            {"env": env.name, "env_id": env.env_id, "checkpoint": c.label, "fingerprint": c.fingerprint(), "targets": t}
+            {"env": env.name, "env_id": env.env_id, "checkpoint": c.label, "fingerprint": c.fingerprint()}
+            # statistics from --data are part of what the sweep ran (absent otherwise: older folders resume)
+            | ({"statistics": c.statistics} if c.statistics.startswith("data:") else {})
+            | {"targets": t}
             for env, c, t in loaded
         ],
         "episodes": config.episodes,
@@ -305,14 +341,16 @@ def run_sweep(config: SweepConfig, command: str | None = None) -> pd.DataFrame:
     envs = validate(config)
     device = resolve_device(config.device)
     by_env = parse_checkpoints(config.checkpoints, envs)
+    data_specs = parse_data(config.data, envs)
     out = Path(config.out) if config.out else Path("results") / started_at.strftime("%Y-%m-%dT%H-%M-%S")
     check_out(out)
 
     loaded: list[tuple[EnvSpec, Checkpoint, list[float]]] = []
     specs: dict[tuple[str, str], str] = {}
+    stats = {name: statistics_from(spec) for name, spec in data_specs.items()}
     for env in envs:
         for spec in by_env[env.name]:
-            ckpt = load_checkpoint(spec, device=device)
+            ckpt = load_checkpoint(spec, device=device, statistics=stats.get(env.name))
             ckpt.check_env(env)
             targets = config.targets if config.targets is not None else default_targets(env, ckpt, config.num_targets)
             loaded.append((env, ckpt, [float(t) for t in targets]))
@@ -366,7 +404,7 @@ def run_sweep(config: SweepConfig, command: str | None = None) -> pd.DataFrame:
     try:
         with bar:
             if config.jobs > 1:
-                _run_parallel(config, device, loaded, specs, previous, log, bar)
+                _run_parallel(config, device, loaded, specs, stats, previous, log, bar)
             else:
                 for env, ckpt, targets in loaded:
                     done = _done(previous, env.name, ckpt.label)

@@ -96,8 +96,19 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="ENV=FOLDER_OR_HUB_ID",
         help="checkpoint for an env (repeatable; several per env allowed): a local folder, a Hugging "
-        f"Face Hub id or an embedded name; default: the embedded one "
+        "Face Hub id or an embedded name; a quoted glob ('hopper=run/trainer/checkpoint-*') or a folder of "
+        "Trainer checkpoint-N folders evaluates each (learning_curve figure); default: the embedded one "
         f"({', '.join(embedded_names()) or 'none shipped yet'})",
+    )
+    p.add_argument(
+        "--data",
+        action="append",
+        default=[],
+        metavar="ENV=DATASET",
+        help="the training data of checkpoints saved without state statistics (the tutorial's Trainer "
+        "output): a parquet file or a Hub dataset owner/name:subset "
+        "(edbeeching/decision_transformer_gym_replay:halfcheetah-expert-v2); statistics computed as the "
+        "tutorial's collator does",
     )
     p.add_argument(
         "--targets",
@@ -220,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     config = SweepConfig(
         envs=args.envs,
         checkpoints=args.checkpoints,
+        data=args.data,
         targets=args.targets,
         num_targets=args.num_targets,
         episodes=args.episodes,

@@ -182,6 +182,9 @@ class TrainConfig:
     seed: int = 0
     save_steps: int = 2000
     """Trainer checkpoints (with optimizer state) every N steps, to resume an interrupted run."""
+    keep_checkpoints: int = 2
+    """Trainer checkpoints kept (the newest); 0 keeps all (a learning curve sweeps them all:
+    ``--checkpoint ENV='OUT/trainer/checkpoint-*' --data ENV=DATA``)."""
     threads: int = 0
     """Torch CPU threads (0: torch's default). Use 1 per run when runs share the cores."""
     resume: bool = False
@@ -229,7 +232,7 @@ def train(cfg: TrainConfig) -> Path:
         logging_steps=max(1, min(100, cfg.steps // 20)),
         save_strategy="steps",
         save_steps=cfg.save_steps,
-        save_total_limit=2,
+        save_total_limit=cfg.keep_checkpoints or None,
         remove_unused_columns=False,
         dataloader_num_workers=0,
         report_to=[],
@@ -305,6 +308,7 @@ def main(argv: list[str] | None = None) -> int:
         "context_length",
         "seed",
         "save_steps",
+        "keep_checkpoints",
         "threads",
     ):
         p.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(d, name))
@@ -334,6 +338,8 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         if cfg.steps < 1 or cfg.batch_size < 1:
             raise HarnessError("--steps and --batch-size must be >= 1")
+        if cfg.keep_checkpoints < 0 or cfg.save_steps < 1:
+            raise HarnessError("--keep-checkpoints must be >= 0 (0 keeps all) and --save-steps >= 1")
         print(export(export_from, cfg) if export_from else train(cfg))
         return 0
 

@@ -54,7 +54,7 @@ def edit_config(folder, **changes):
 @pytest.mark.parametrize(
     ("change", "needle"),
     [
-        ({"state_mean": None}, "has no state statistics; add 'state_mean' and 'state_std'"),
+        ({"state_mean": None}, "has no state statistics; pass the data it was trained on with --data"),
         ({"state_std": [1.0] * 5}, "state_std has 5 values but the state size is 11"),
         ({"state_std": [0.0] * 11}, "state_std must be > 0"),
         ({"state_mean": ["a"] * 11}, "state_mean must be a list of 11 numbers"),

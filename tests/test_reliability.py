@@ -208,7 +208,7 @@ def test_nothing_is_written_outside_out(tmp_path):
 
 
 def test_overwrite_removes_every_figure_and_the_videos(tmp_path):
-    """--overwrite leaves nothing of the old sweep: all three figures (PNG and SVG) and videos/
+    """--overwrite leaves nothing of the old sweep: all figures (PNG and SVG) and videos/
     (a later --video run must never link another sweep's MP4s)."""
     from harness.results import held, resume_or_refuse
     from harness.schema import RESULT_FILES, VIDEO_DIR, figure_files
@@ -219,7 +219,7 @@ def test_overwrite_removes_every_figure_and_the_videos(tmp_path):
     for name in (*RESULT_FILES, *figure_files()):
         (out / name).write_text("old")
     (out / "notes.txt").write_text("the user's own file")
-    assert len(figure_files()) == 6 and set(held(out)) == {*RESULT_FILES, *figure_files(), VIDEO_DIR}
+    assert len(figure_files()) == 8 and set(held(out)) == {*RESULT_FILES, *figure_files(), VIDEO_DIR}
     assert resume_or_refuse(out, {"format": 1}, overwrite=True) is False
     assert held(out) == [] and sorted(p.name for p in out.iterdir()) == ["notes.txt"]
 
