@@ -38,6 +38,8 @@ fp32, then cast): faster on CPUs with bf16 matrix units, not exact (``--precisio
 
 from __future__ import annotations
 
+import threading
+
 import torch
 import torch.nn.functional as F
 from transformers import DecisionTransformerModel
@@ -147,7 +149,7 @@ class FastActionHead:
         self.b_act = linear.bias.detach().to(dtype)
         self.tanh = isinstance(head, torch.nn.Sequential) and any(isinstance(m, torch.nn.Tanh) for m in head)
         self._masks: dict[tuple[int, torch.device], tuple[torch.Tensor, torch.Tensor]] = {}
-        self._buffers: dict[tuple[int, int, torch.device], dict[str, torch.Tensor]] = {}
+        self._local = threading.local()  # scratch buffers per thread: pipelines share one head
 
     def _order(self, k: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """Causal mask ``(3K-1, 3K-1)`` in the by-kind layout, and each token's timestep ``(3K-1,)``."""
@@ -161,20 +163,23 @@ class FastActionHead:
 
     def _buf(self, n: int, k: int, device: torch.device) -> dict[str, torch.Tensor]:
         key = (n, k, device)
-        if key not in self._buffers:
-            if len(self._buffers) > 8:  # batch sizes change as episodes run out; keep a few
-                self._buffers.pop(next(iter(self._buffers)))
+        buffers: dict[tuple[int, int, torch.device], dict[str, torch.Tensor]] = self._local.__dict__.setdefault(
+            "buffers", {}
+        )
+        if key not in buffers:
+            if len(buffers) > 8:  # batch sizes change as episodes run out; keep a few
+                buffers.pop(next(iter(buffers)))
             t, h = 3 * k - 1, self.layers[0].hidden
             inner = self.layers[0].w_fc.shape[1]
             z = dict(device=device, dtype=self.dtype)
-            self._buffers[key] = {
+            buffers[key] = {
                 "x": torch.empty(n * t, h, **z),
                 "q": torch.empty(n * t, h, **z),
                 "k": torch.empty(n * t, h, **z),
                 "v": torch.empty(n * t, h, **z),
                 "mlp": torch.empty(n * t, inner, **z),
             }
-        return self._buffers[key]
+        return buffers[key]
 
     @torch.inference_mode()
     def __call__(self, window: Window) -> torch.Tensor:

@@ -10,9 +10,11 @@ model runs on the live slots only.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -86,6 +88,7 @@ def run_episodes(
     on_frame: Callable[[np.ndarray], None] | None = None,
     render_size: tuple[int, int] = (480, 480),
     simulator: str = "batched",
+    pipelines: int = 1,
 ) -> list[EpisodeResult]:
     """Run ``episodes`` with ``policy`` on ``min(num_envs, len(episodes))`` slots.
 
@@ -107,6 +110,12 @@ def run_episodes(
         simulator: ``batched`` (:class:`harness.mjbatch.MujocoBatch` for the locomotion tasks,
             bit-equal to Gymnasium's envs; other ids and rendering use Gymnasium's) or
             ``gymnasium`` (Gymnasium's envs always).
+        pipelines: independent rollouts in threads, each with ``num_envs // pipelines`` slots and
+            every ``pipelines``-th episode, so that one steps its simulator (MuJoCo releases the
+            GIL) while another computes its actions (torch releases it too): Sample Factory's
+            double-buffered sampling. The episodes are the same as with one pipeline (the
+            forward is batch invariant); callbacks are serialised. Give each pipeline its share
+            of torch's threads (``torch.set_num_threads``); see ``benchmarks/overlap.py``.
 
     Returns:
         One result per episode, in the order of ``episodes``. An episode whose env raised is
@@ -116,6 +125,14 @@ def run_episodes(
         raise ValueError(f"num_envs must be >= 1, got {num_envs}")
     if not episodes:
         return []
+    if pipelines < 1:
+        raise ValueError(f"pipelines must be >= 1, got {pipelines}")
+    pipelines = min(pipelines, num_envs, len(episodes))
+    if pipelines > 1 and on_frame is None:
+        return _pipelined(
+            policy, env_id, episodes, num_envs, pipelines, progress, record_actions, max_episode_steps,
+            on_finish, env_workers, simulator,
+        )  # fmt: skip
     n = min(num_envs, len(episodes))
     if on_frame is not None and (n != 1 or env_workers != 1):
         raise ValueError("on_frame records one episode at a time: num_envs and env_workers must be 1")
@@ -130,6 +147,59 @@ def run_episodes(
         return run.run()
     finally:
         envs.close()
+
+
+def _pipelined(
+    policy: DTPolicy,
+    env_id: str,
+    episodes: Sequence[EpisodeSpec],
+    num_envs: int,
+    pipelines: int,
+    progress: ProgressFn | None,
+    record_actions: bool,
+    max_episode_steps: int | None,
+    on_finish: FinishFn | None,
+    env_workers: int,
+    simulator: str,
+) -> list[EpisodeResult]:
+    """:func:`run_episodes` as ``pipelines`` rollouts in threads (episode j goes to j % pipelines)."""
+    lock = threading.Lock()
+    groups = [list(range(i, len(episodes), pipelines)) for i in range(pipelines)]
+    shares = [num_envs // pipelines + (1 if i < num_envs % pipelines else 0) for i in range(pipelines)]
+    live = [0] * pipelines
+
+    def task(i: int) -> list[EpisodeResult]:
+        def prog(done: int, running: int) -> None:
+            with lock:
+                live[i] = running
+                if progress is not None:
+                    progress(done, sum(live))
+
+        def fin(results: list[EpisodeResult]) -> None:
+            with lock:
+                if on_finish is not None:
+                    on_finish(results)
+
+        return run_episodes(
+            policy,
+            env_id,
+            [episodes[j] for j in groups[i]],
+            shares[i],
+            prog,
+            record_actions,
+            max_episode_steps,
+            fin,
+            env_workers,
+            simulator=simulator,
+        )
+
+    with ThreadPoolExecutor(pipelines, thread_name_prefix="harness-pipeline") as pool:
+        parts = list(pool.map(task, range(pipelines)))
+    out: list[EpisodeResult | None] = [None] * len(episodes)
+    for group, results in zip(groups, parts, strict=True):
+        for j, r in zip(group, results, strict=True):  # each part is in the order of its episodes
+            out[j] = r
+    return [r for r in out if r is not None]
 
 
 def _statuses(info: dict, n: int) -> tuple[np.ndarray, np.ndarray]:

@@ -65,6 +65,32 @@ def test_target_changes_actions(counter_ckpt):
     assert not np.allclose(lo.actions, hi.actions)
 
 
+@pytest.mark.parametrize("pipelines", [2, 3])
+def test_pipelines_give_the_same_episodes(tmp_path, pipelines):
+    """Overlapped rollouts (threads, each with a share of the slots) return every episode bit for
+    bit as one pipeline does, in the same order, and report each finished episode once."""
+    ckpt = load_checkpoint(str(make_checkpoint(tmp_path / "p", "Hopper-v4", hidden=32, n_layer=2, context_length=8)))
+    eps = [EpisodeSpec(t, 7 + k, k) for k, t in enumerate([100.0, 1800.0, 3600.0, 500.0, 2500.0, 7.0, 900.0])]
+    policy = DTPolicy(ckpt)
+    one = run_episodes(policy, "Hopper-v4", eps, num_envs=6, record_actions=True)
+    seen, live = [], []
+    many = run_episodes(
+        policy,
+        "Hopper-v4",
+        eps,
+        num_envs=6,
+        record_actions=True,
+        pipelines=pipelines,
+        on_finish=seen.extend,
+        progress=lambda done, running: live.append(running),
+    )
+    assert [r.spec for r in many] == eps and sorted(id(r) for r in seen) == sorted(id(r) for r in many)
+    for a, b in zip(one, many, strict=True):
+        assert (a.ret, a.length) == (b.ret, b.length)
+        np.testing.assert_array_equal(a.actions, b.actions)
+    assert max(live) <= 6
+
+
 @pytest.mark.parametrize("env_id", ["Hopper-v4", "Walker2d-v4"])
 @pytest.mark.parametrize("num_envs", [1, 16])
 def test_mujoco_matches_reference_loop(tmp_path, env_id, num_envs):
