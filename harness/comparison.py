@@ -124,10 +124,15 @@ def difference_ci(
 
 
 def verdict(low: float, high: float, diff: float, min_drop: float) -> str:
+    """``drop``/``gain``: the CI excludes 0 and the difference exceeds ``min_drop``; ``no change``:
+    a significant difference smaller than that, or a CI inside (-min_drop, +min_drop);
+    ``inconclusive``: the CI holds 0 and reaches beyond ``min_drop``."""
     if high < 0:
         return "drop" if -diff > min_drop else "no change"
     if low > 0:
         return "gain" if diff > min_drop else "no change"
+    if -min_drop < low and high < min_drop:
+        return "no change"
     return "inconclusive"
 
 

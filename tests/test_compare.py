@@ -43,7 +43,7 @@ def test_same_results_pass_and_a_drop_fails(tmp_path, base_scores, capsys):
     write_sweep(tmp_path / "b", base_scores)
     assert compare_cli.main([str(tmp_path / "a"), str(tmp_path / "b")]) == 0
     df = pd.read_csv(tmp_path / "b" / "compare" / "compare.csv")
-    assert (df["diff"] == 0).all() and df["paired"].all() and set(df["verdict"]) == {"inconclusive"}
+    assert (df["diff"] == 0).all() and df["paired"].all() and set(df["verdict"]) == {"no change"}
     assert (tmp_path / "b" / "compare" / "compare.png").is_file() and (
         tmp_path / "b" / "compare" / "compare.svg"
     ).is_file()
