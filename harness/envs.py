@@ -137,7 +137,7 @@ def resolve_env(name: str, version: str = DEFAULT_VERSION) -> EnvSpec:
 
 
 @contextmanager
-def _quiet_construction() -> Iterator[None]:
+def quiet_construction() -> Iterator[None]:
     """Silence Gymnasium's out-of-date notice for -v4 and MuJoCo's model-compiler notices.
 
     -v4 is deliberate (closest to the D4RL -v3 envs). MuJoCo 4 prints a deprecation notice
@@ -195,7 +195,7 @@ class GuardedEnv(gym.Wrapper):
             self.env.close()
         except Exception:  # noqa: BLE001 - a broken env may fail to close too
             pass
-        with _quiet_construction():
+        with quiet_construction():
             self.env = gym.make(spec)
         self._broken = False
 
@@ -277,7 +277,7 @@ def make_vector_env(
     extra: dict = {} if max_episode_steps is None else {"max_episode_steps": max_episode_steps}
     if render_size is not None:
         extra |= render_kwargs(env_id, render_size)
-    with _quiet_construction():
+    with quiet_construction():
         return gym.make_vec(
             env_id,
             num_envs=num_envs,
@@ -298,5 +298,5 @@ def render_kwargs(env_id: str, size: tuple[int, int]) -> dict:
 
 def make_env(env_id: str, max_episode_steps: int | None = None, **kwargs: object) -> gym.Env:
     """One env, as the tutorial makes it (``gym.make``), without construction notices."""
-    with _quiet_construction():
+    with quiet_construction():
         return gym.make(env_id, max_episode_steps=max_episode_steps, **kwargs)

@@ -30,7 +30,7 @@ import gymnasium as gym
 import numpy as np
 
 from harness.data import OfflineDataset
-from harness.envs import EnvSpec
+from harness.envs import EnvSpec, quiet_construction
 from harness.errors import HarnessError
 
 MEDIUM_FRACTION = 1.0 / 3.0
@@ -73,7 +73,8 @@ def _sac(env: EnvSpec, cfg: RecipeConfig, workdir: Path):  # noqa: ANN202 - SB3 
         from stable_baselines3 import SAC
     except ImportError:
         raise HarnessError("the D4RL recipe needs stable-baselines3: pip install 'harness[collect]'") from None
-    train_env = gym.make(env.env_id)
+    with quiet_construction():
+        train_env = gym.make(env.env_id)
     model_path = workdir / "sac.zip"
     if model_path.is_file():
         model = SAC.load(model_path, env=train_env, device="cpu")
@@ -112,7 +113,8 @@ def _grow(buf, size: int) -> None:  # noqa: ANN001 - an SB3 ReplayBuffer
 def evaluate_policy(model, env: EnvSpec, episodes: int, seed: int) -> list[float]:  # noqa: ANN001
     """Returns of ``episodes`` deterministic episodes with reset seeds ``seed .. seed + episodes - 1``."""
     out = []
-    e = gym.make(env.env_id)
+    with quiet_construction():
+        e = gym.make(env.env_id)
     for i in range(episodes):
         obs, _ = e.reset(seed=seed + i)
         total, done = 0.0, False
