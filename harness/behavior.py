@@ -51,6 +51,10 @@ class Source:
     without it a slow cheetah in mid-episode is only ever seen with a spent return-to-go).
     ``scale`` multiplies the agent's action (before noise): one gait at graded strength, so that
     the return predicts how hard the agent pushes and the speed in the state reveals it.
+    ``tilt`` is the fraction of its episodes that start tilted: the root's pitch (``qpos[2]``)
+    drawn uniformly from ``tilt_range`` (radians, positive = nose up for HalfCheetah) at rest, so
+    that the data shows the agent recovering from a pose a learned policy can get stuck in (the
+    embedded halfcheetah holds itself reared up at about 1.2 rad, README "Why they get stuck").
     """
 
     algo: str
@@ -59,6 +63,8 @@ class Source:
     handover: float = 0.0
     takeover: float = 0.0
     scale: float = 1.0
+    tilt: float = 0.0
+    tilt_range: tuple[float, float] = (0.6, 1.4)
 
 
 def _alias_gym() -> None:
@@ -144,6 +150,8 @@ def rollout_source(
     handover: float = 0.0,
     takeover: float = 0.0,
     scale: float = 1.0,
+    tilt: float = 0.0,
+    tilt_range: tuple[float, float] = (0.6, 1.4),
 ) -> list[dict[str, np.ndarray]]:
     """Whole episodes from one source until at least ``transitions`` steps are collected.
 
@@ -151,11 +159,24 @@ def rollout_source(
     agent's action and the result clipped to [-1, 1]. Episode j is reset with ``seed + j``. With
     probability ``handover`` an episode switches to uniform random actions at a uniform step;
     with probability ``takeover`` it starts with random actions and the agent takes over then.
-    ``scale`` multiplies the agent's action before the noise is added.
+    ``scale`` multiplies the agent's action before the noise is added. With probability ``tilt``
+    an episode starts from its reset state with the root pitch set to a uniform draw from
+    ``tilt_range`` and all velocities zero (:class:`Source`). With ``tilt`` 0 no extra random
+    numbers are drawn: datasets collected before the option existed are reproduced exactly.
     """
     rng = np.random.default_rng(seed)
     envs = make_vector_env(env.env_id, num_envs)
     horizon = env.max_episode_steps
+
+    def maybe_tilt(i: int, obs: np.ndarray) -> None:
+        """Tilt slot ``i`` just after its reset with probability ``tilt``; ``obs`` row updated in place."""
+        if tilt <= 0 or rng.random() >= tilt:
+            return
+        sim = envs.envs[i].unwrapped  # type: ignore[attr-defined]
+        qpos = sim.data.qpos.copy()
+        qpos[2] = rng.uniform(*tilt_range)
+        sim.set_state(qpos, np.zeros_like(sim.data.qvel))
+        obs[i] = sim._get_obs()
 
     def draw_switch() -> tuple[float, bool]:
         """(step of the switch, whether random plays first); no switch: (inf, False)."""
@@ -170,6 +191,8 @@ def rollout_source(
         switch_at[i], random_first[i] = draw_switch()
     next_episode = num_envs
     obs, _ = envs.reset(seed=[seed + j for j in range(num_envs)])
+    for i in range(num_envs):
+        maybe_tilt(i, obs)
     buffers: list[dict[str, list]] = [{"o": [], "a": [], "r": [], "d": []} for _ in range(num_envs)]
     out: list[dict[str, np.ndarray]] = []
     collected = 0
@@ -222,6 +245,8 @@ def rollout_source(
                     seeds[i] = seed
             mask = done.copy()
             next_obs, _ = envs.reset(seed=seeds, options={"reset_mask": mask})
+            for i in np.flatnonzero(done & active):
+                maybe_tilt(i, next_obs)
         obs = next_obs
     envs.close()
     return out
@@ -247,5 +272,7 @@ def collect(
                 handover=s.handover,
                 takeover=s.takeover,
                 scale=s.scale,
+                tilt=s.tilt,
+                tilt_range=s.tilt_range,
             )
     return OfflineDataset.from_trajectories(trajectories)

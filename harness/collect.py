@@ -60,6 +60,20 @@ def main(argv: list[str] | None = None) -> int:
         default=[1.0],
         help="factors on the agent's action (graded strength of one gait); one source per agent x noise x scale",
     )
+    p.add_argument(
+        "--tilt",
+        type=float,
+        default=0.0,
+        help="fraction of agent episodes that start tilted (root pitch from --tilt-range, at rest): recovery data",
+    )
+    p.add_argument(
+        "--tilt-range",
+        type=float,
+        nargs=2,
+        default=[0.6, 1.4],
+        metavar=("LOW", "HIGH"),
+        help="root pitch of a tilted start, radians (HalfCheetah: positive = nose up)",
+    )
     p.add_argument("--random-transitions", type=int, default=0, help="steps of the uniform random policy")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--num-envs", type=int, default=8)
@@ -104,10 +118,17 @@ def main(argv: list[str] | None = None) -> int:
                 f"--handover and --takeover must be fractions summing to at most 1, got {args.handover} and "
                 f"{args.takeover}"
             )
+        if not 0.0 <= args.tilt <= 1.0 or args.tilt_range[0] > args.tilt_range[1]:
+            raise HarnessError(
+                f"--tilt must be a fraction in [0, 1] and --tilt-range LOW HIGH with LOW <= HIGH, got {args.tilt} "
+                f"and {args.tilt_range}"
+            )
         if any(not 0.0 <= c <= 1.0 for c in args.action_scale):
             raise HarnessError(f"--action-scale factors must lie in [0, 1], got {args.action_scale}")
         sources = [
-            Source(a, n, args.transitions_per_source, args.handover, args.takeover, c)
+            Source(
+                a, n, args.transitions_per_source, args.handover, args.takeover, c, args.tilt, tuple(args.tilt_range)
+            )
             for a in args.algos
             for n in args.noise
             for c in args.action_scale

@@ -12,6 +12,10 @@ the predicted actions as the loss. Defaults as the tutorial: batch 64, lr 1e-4, 
 The collator is vectorised: everything per transition (normalised state, return-to-go,
 timestep) is computed once; a batch is one numpy gather. Writes a checkpoint in the evaluator's
 format (``harness.checkpoints``) with the dataset summary, and ``train_log.csv`` beside it.
+
+``--init CHECKPOINT`` fine-tunes an existing checkpoint (embedded name, folder or Hub id) instead
+of starting from random weights: its architecture, K, return scale and state statistics are kept
+(the weights keep seeing the inputs they were trained on), only the data and schedule are new.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import pandas as pd
 import torch
 from transformers import DecisionTransformerConfig, DecisionTransformerModel
 
-from harness.checkpoints import DEFAULT_RETURN_SCALE, save_checkpoint
+from harness.checkpoints import DEFAULT_RETURN_SCALE, load_checkpoint, save_checkpoint
 from harness.cli import Parser, quiet_hf_logs, run
 from harness.data import OfflineDataset
 from harness.envs import resolve_env
@@ -57,6 +61,8 @@ class WindowCollator:
         max_ep_len: timesteps are clamped to ``max_ep_len - 1``.
         seed: seed of the sampling generator.
         anchor: ``end`` or ``start``, see above.
+        statistics: ``(mean, std)``, each ``(state_dim,)``, to normalise states with; default:
+            the dataset's own (mean, std + 1e-6), as the tutorial.
     """
 
     def __init__(
@@ -67,13 +73,18 @@ class WindowCollator:
         max_ep_len: int = 1000,
         seed: int = 0,
         anchor: str = "end",
+        statistics: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> None:
         if anchor not in ANCHORS:
             raise ValueError(f"anchor must be one of {ANCHORS}, got {anchor!r}")
         self.anchor = anchor
         self.k = context_length
         self.rng = np.random.default_rng(seed)
-        self.state_mean, self.state_std = data.state_stats()
+        if statistics is None:
+            self.state_mean, self.state_std = data.state_stats()
+        else:
+            self.state_mean = np.asarray(statistics[0], dtype=np.float64).reshape(-1)
+            self.state_std = np.asarray(statistics[1], dtype=np.float64).reshape(-1)
         n = data.num_transitions
         traj = np.repeat(np.arange(data.num_trajectories), data.lengths())  # (N,) trajectory of each transition
         self.end = data.starts[1:][traj]  # (N,) one past the last transition of its trajectory
@@ -191,6 +202,9 @@ class TrainConfig:
     """Resume from the last Trainer checkpoint under ``<out>/trainer``."""
     name: str | None = None
     """Dataset name stored in the summary; default: the file stem."""
+    init: str | None = None
+    """Checkpoint to fine-tune (embedded name, folder or Hub id); its architecture, K, return
+    scale and state statistics replace ``hidden_size``/``n_layer``/``n_head``/``context_length``."""
 
 
 def train(cfg: TrainConfig) -> Path:
@@ -207,16 +221,34 @@ def train(cfg: TrainConfig) -> Path:
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     set_seed(cfg.seed)
-    collator = WindowCollator(data, cfg.context_length, DEFAULT_RETURN_SCALE, 1000, cfg.seed, cfg.window)
-    config = DecisionTransformerConfig(
-        state_dim=env.state_dim,
-        act_dim=env.act_dim,
-        hidden_size=cfg.hidden_size,
-        n_layer=cfg.n_layer,
-        n_head=cfg.n_head,
-        max_ep_len=1000,
-    )
-    model = TrainableDT(config)
+    init_info: dict[str, Any] = {}
+    if cfg.init is not None:
+        start = load_checkpoint(cfg.init)
+        start.check_env(env)
+        config = DecisionTransformerConfig.from_dict(start.model.config.to_dict())
+        model = TrainableDT(config)
+        model.load_state_dict(start.model.state_dict())
+        context_length, scale = start.context_length, start.return_scale
+        stats: tuple[np.ndarray, np.ndarray] | None = (start.state_mean, start.state_std)
+        init_info = {
+            "init_fingerprint": start.fingerprint(),
+            "hidden_size": int(config.hidden_size),
+            "n_layer": int(config.n_layer),
+            "n_head": int(config.n_head),
+            "context_length": context_length,
+        }
+    else:
+        config = DecisionTransformerConfig(
+            state_dim=env.state_dim,
+            act_dim=env.act_dim,
+            hidden_size=cfg.hidden_size,
+            n_layer=cfg.n_layer,
+            n_head=cfg.n_head,
+            max_ep_len=1000,
+        )
+        model = TrainableDT(config)
+        context_length, scale, stats = cfg.context_length, DEFAULT_RETURN_SCALE, None
+    collator = WindowCollator(data, context_length, scale, int(config.max_ep_len), cfg.seed, cfg.window, stats)
     out = Path(cfg.out)
     args = TrainingArguments(
         output_dir=str(out / "trainer"),
@@ -253,19 +285,23 @@ def train(cfg: TrainConfig) -> Path:
         state_mean=collator.state_mean,
         state_std=collator.state_std,
         env_id=env.env_id,
-        context_length=cfg.context_length,
+        return_scale=scale,
+        context_length=context_length,
         dataset=summary,
     )
     log = pd.DataFrame([r for r in trainer.state.log_history if "loss" in r])
     log.to_csv(out / "train_log.csv", index=False)
-    (out / "train_config.json").write_text(json.dumps(asdict(cfg) | {"train_seconds": elapsed}, indent=2) + "\n")
+    (out / "train_config.json").write_text(
+        json.dumps(asdict(cfg) | init_info | {"train_seconds": elapsed}, indent=2) + "\n"
+    )
     return out
 
 
 def export(trainer_checkpoint: str | Path, cfg: TrainConfig) -> Path:
     """Write the evaluator checkpoint of an intermediate Trainer checkpoint (``OUT/trainer/checkpoint-N``).
 
-    The statistics and summary come from ``cfg.data``, as at the end of training.
+    The statistics and summary come from ``cfg.data``, as at the end of training, or, for a run
+    started with ``--init``, the statistics from that checkpoint (pass the same ``--init``).
     """
     from safetensors.torch import load_file
 
@@ -278,13 +314,20 @@ def export(trainer_checkpoint: str | Path, cfg: TrainConfig) -> Path:
     model = DecisionTransformerModel(config)
     model.load_state_dict(load_file(folder / "model.safetensors"))
     mean, std = data.state_stats()
+    scale, context_length = DEFAULT_RETURN_SCALE, cfg.context_length
+    if cfg.init is not None:
+        start = load_checkpoint(cfg.init)
+        start.check_env(env)
+        mean, std = start.state_mean, start.state_std
+        scale, context_length = start.return_scale, start.context_length
     return save_checkpoint(
         model,
         cfg.out,
         state_mean=mean,
         state_std=std,
         env_id=env.env_id,
-        context_length=cfg.context_length,
+        return_scale=scale,
+        context_length=context_length,
         dataset=data.summary(cfg.name or Path(cfg.data).stem),
     )
 
@@ -323,6 +366,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (CPU bf16 matrix units)")
     p.add_argument("--resume", action="store_true", help="resume from the last Trainer checkpoint in OUT/trainer")
     p.add_argument("--name", default=None, help="dataset name for the summary")
+    p.add_argument(
+        "--init",
+        default=None,
+        metavar="CHECKPOINT",
+        help="fine-tune this checkpoint (embedded name, folder or Hub id): its architecture, K and state "
+        "statistics are kept",
+    )
     p.add_argument(
         "--export",
         default=None,

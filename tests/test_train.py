@@ -147,3 +147,57 @@ def test_train_rejects_data_of_another_env(tmp_path, capsys):
     collect.main(["--env", "hopper", "--algos", "--random-transitions", "50", "--out", str(data_path)])
     code = train.main(["--data", str(data_path), "--env", "walker2d", "--steps", "1", "--out", str(tmp_path / "c")])
     assert code == 2 and "pass the env the data was collected on" in capsys.readouterr().err
+
+
+def test_init_fine_tunes_a_checkpoint_with_its_own_statistics(tmp_path, capsys):
+    """--init starts from the checkpoint's weights, keeps its architecture, K and statistics."""
+    import torch
+    from transformers import DecisionTransformerConfig, DecisionTransformerModel
+
+    from harness.checkpoints import save_checkpoint
+
+    data_path = tmp_path / "d.parquet"
+    collect.main(["--env", "hopper", "--algos", "--random-transitions", "120", "--out", str(data_path)])
+    torch.manual_seed(3)
+    model = DecisionTransformerModel(
+        DecisionTransformerConfig(state_dim=11, act_dim=3, hidden_size=16, n_layer=1, n_head=1, max_ep_len=1000)
+    )
+    mean, std = np.full(11, 0.5), np.full(11, 2.0)  # not the data's
+    start = save_checkpoint(
+        model, tmp_path / "start", state_mean=mean, state_std=std, env_id="Hopper-v4", context_length=4
+    )
+
+    def run(out: str, lr: str, *extra: str) -> int:
+        args = ["--data", str(data_path), "--env", "hopper", "--steps", "2", "--batch-size", "4", "--lr", lr]
+        return train.main([*args, "--hidden-size", "64", "--init", str(start), "--out", str(tmp_path / out), *extra])
+
+    assert run("frozen", "0") == 0  # lr 0 (and so no weight decay): the weights must come back unchanged
+    frozen = load_checkpoint(str(tmp_path / "frozen"))
+    assert frozen.model.config.hidden_size == 16 and frozen.context_length == 4
+    np.testing.assert_array_equal(frozen.state_mean, mean)
+    np.testing.assert_array_equal(frozen.state_std, std)
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(frozen.model.state_dict()[name], tensor), name
+    recorded = json.loads((tmp_path / "frozen" / "train_config.json").read_text())
+    assert recorded["init"] == str(start) and recorded["hidden_size"] == 16
+    assert recorded["init_fingerprint"] == load_checkpoint(str(start)).fingerprint()
+
+    assert run("tuned", "1e-2") == 0  # a real step moves the weights
+    tuned = load_checkpoint(str(tmp_path / "tuned"))
+    assert any(not torch.equal(tuned.model.state_dict()[n], t) for n, t in model.state_dict().items())
+    # the collator normalises with the checkpoint's statistics, not the data's
+    collator = train.WindowCollator(OfflineDataset.from_parquet(data_path), 4, statistics=(mean, std))
+    data = OfflineDataset.from_parquet(data_path)
+    np.testing.assert_allclose(collator.states, (data.observations - 0.5) / 2.0, rtol=1e-6)
+
+    # an export of an --init run's Trainer checkpoint keeps the init statistics too
+    assert run("tuned2", "1e-2", "--save-steps", "1") == 0
+    exp = ["--data", str(data_path), "--env", "hopper", "--init", str(start), "--out", str(tmp_path / "exp")]
+    assert train.main([*exp, "--export", str(tmp_path / "tuned2" / "trainer" / "checkpoint-1")]) == 0
+    np.testing.assert_array_equal(load_checkpoint(str(tmp_path / "exp")).state_std, std)
+
+    # a checkpoint of another env is refused in one line
+    capsys.readouterr()
+    code = train.main(["--data", str(data_path), "--env", "hopper", "--init", "walker2d", "--out", str(tmp_path / "w")])
+    err = capsys.readouterr().err
+    assert code == 2 and "walker2d" in err and len(err.strip().splitlines()) == 1
