@@ -412,7 +412,8 @@ def expand_spec(spec: str) -> list[str]:
         found = [p for p in path.iterdir() if _STEP_DIR.match(p.name) and (p / "config.json").is_file()]
         if not found:
             return [spec]  # load_checkpoint names what is missing
-    found.sort(key=lambda p: (train_step(p) is None, train_step(p) or 0, str(p)))
+    steps = {p: train_step(p) for p in found}
+    found.sort(key=lambda p: (steps[p] is None, steps[p] or 0, str(p)))
     return [str(p) for p in found]
 
 

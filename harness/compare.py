@@ -33,7 +33,17 @@ from harness.results import write_atomic
 EXIT_DROP = 1
 
 
+def render(view: pd.DataFrame, markdown: bool) -> str:
+    """``view`` as aligned text, or as a Markdown table (``markdown``) for a CI log or a pull request."""
+    if not markdown:
+        return view.to_string(index=False)
+    lines = ["| " + " | ".join(view.columns) + " |", "|" + "---|" * len(view.columns)]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in view.itertuples(index=False)]
+    return "\n".join(lines)
+
+
 def table(df: pd.DataFrame, markdown: bool) -> str:
+    """The printed table of a two-sweep comparison (one line per cell and per env)."""
     view = pd.DataFrame(
         {
             "env": df["env"],
@@ -50,11 +60,7 @@ def table(df: pd.DataFrame, markdown: bool) -> str:
             "verdict": df["verdict"],
         }
     )
-    if not markdown:
-        return view.to_string(index=False)
-    lines = ["| " + " | ".join(view.columns) + " |", "|" + "---|" * len(view.columns)]
-    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in view.itertuples(index=False)]
-    return "\n".join(lines)
+    return render(view, markdown)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -124,11 +130,7 @@ def _best_vs_last(args) -> int:  # noqa: ANN001
             "verdict": table_["verdict"],
         }
     )
-    if args.markdown:
-        lines = ["| " + " | ".join(view.columns) + " |", "|" + "---|" * len(view.columns)]
-        print("\n".join(lines + ["| " + " | ".join(str(v) for v in r) + " |" for r in view.itertuples(index=False)]))
-    else:
-        print(view.to_string(index=False))
+    print(render(view, args.markdown))
     drops = rows[(rows["level"] == "env") & (rows["verdict"] == "drop")]
     conf = rows["confidence"].iloc[0]
     print(

@@ -19,7 +19,10 @@ def summarize(
     """One row per env × checkpoint × target: n, mean, std, 95% bootstrap CI, IQM, scores.
 
     Statistics are over the episodes whose ``status`` is ``ok`` (``n`` of them); ``n_failed``
-    counts the others (their partial returns are in episodes.csv, not in the means).
+    counts the others (their partial returns are in episodes.csv, not in the means). Rows are
+    ordered by env, then checkpoints in the order they first appear in ``episodes`` (the sweep's
+    order: a Trainer run's ``checkpoint-N`` folders by step, not ``checkpoint-10000`` before
+    ``checkpoint-8000``), then target.
 
     Args:
         episodes: rows with the columns of :data:`EPISODE_COLUMNS`.
@@ -29,10 +32,13 @@ def summarize(
     """
     datasets = datasets or {}
     best_returns = (best_returns or {}) | {k: d.return_max for k, d in datasets.items()}
+    first_seen = {label: i for i, label in reversed(list(enumerate(episodes["checkpoint"])))}
+    groups = sorted(
+        episodes.groupby(["env", "env_id", "checkpoint", "target"], sort=False),
+        key=lambda g: (g[0][0], g[0][1], first_seen[g[0][2]], g[0][3]),
+    )
     rows = []
-    for (env_name, env_id, label, target), cell in episodes.groupby(
-        ["env", "env_id", "checkpoint", "target"], sort=True
-    ):
+    for (env_name, env_id, label, target), cell in groups:
         env = resolve_env(env_id)
         ok = cell["status"] == Status.OK.value if "status" in cell else np.ones(len(cell), dtype=bool)
         d = stats.describe(cell.loc[ok, "return"].to_numpy())

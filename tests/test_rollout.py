@@ -1,5 +1,7 @@
 """The batched rollout against the tutorial loop (the oracle) and against known answers."""
 
+import threading
+
 import numpy as np
 import pytest
 import torch
@@ -73,7 +75,14 @@ def test_pipelines_give_the_same_episodes(tmp_path, pipelines):
     eps = [EpisodeSpec(t, 7 + k, k) for k, t in enumerate([100.0, 1800.0, 3600.0, 500.0, 2500.0, 7.0, 900.0])]
     policy = DTPolicy(ckpt)
     one = run_episodes(policy, "Hopper-v4", eps, num_envs=6, record_actions=True)
-    seen, live = [], []
+    seen, live, threads = [], [], set()
+    act = policy.act
+
+    def recording_act(*args, **kwargs):
+        threads.add(threading.current_thread().name)
+        return act(*args, **kwargs)
+
+    policy.act = recording_act  # the instance attribute shadows the method: every forward is seen
     many = run_episodes(
         policy,
         "Hopper-v4",
@@ -89,6 +98,8 @@ def test_pipelines_give_the_same_episodes(tmp_path, pipelines):
         assert (a.ret, a.length) == (b.ret, b.length)
         np.testing.assert_array_equal(a.actions, b.actions)
     assert max(live) <= 6
+    # the pipelines really ran side by side: one worker thread each (not the caller's thread)
+    assert len(threads) == pipelines and all(t.startswith("harness-pipeline") for t in threads)
 
 
 @pytest.mark.parametrize("env_id", ["Hopper-v4", "Walker2d-v4"])

@@ -86,3 +86,12 @@ def test_episode_length_figure_plots_the_ok_episodes(episodes):
     line = next(ln for ln in episode_length_figure(episodes, summary).axes[0].get_lines() if ln.get_label() == "c")
     ok = episodes[episodes["status"] == "ok"]
     np.testing.assert_allclose(line.get_ydata(), ok.groupby("target")["length"].mean().to_numpy())
+
+
+def test_summary_keeps_the_sweeps_checkpoint_order(episodes):
+    """Checkpoints in the order the sweep ran them (a Trainer run's steps), not string order."""
+    parts = [episodes.assign(checkpoint=f"run/checkpoint-{n}") for n in (8000, 10000, 9000)]
+    s = summarize(pd.concat(parts, ignore_index=True))
+    order = list(dict.fromkeys(s["checkpoint"]))
+    assert order == ["run/checkpoint-8000", "run/checkpoint-10000", "run/checkpoint-9000"]
+    assert list(s["target"]) == [1000.0, 2000.0] * 3
