@@ -1,8 +1,10 @@
 """Return-conditioning quality of a sweep, from its CSV files and metadata.
 
 Per env × checkpoint: the Spearman correlation between target and mean achieved return over the
-targets inside the checkpoint's dataset [p10, p90] return range, and the best target's mean
-normalised score (the quality bar of the embedded checkpoints: >= 0.9 and >= 70).
+targets inside the checkpoint's dataset [p10, p90] return range, the best target's mean
+normalised score, and the share of "stuck" episodes: below 20 normalised at targets of 50
+normalised and above. The bar of the main command's defaults (issue 15): Spearman >= 0.95,
+best >= 85, stuck <= 5%.
 
     python benchmarks/quality.py results/reference      # prints and writes quality.csv there
 """
@@ -17,9 +19,14 @@ from pathlib import Path
 import pandas as pd
 from scipy.stats import spearmanr
 
+BAR_SPEARMAN, BAR_BEST, BAR_STUCK = 0.95, 85.0, 0.05
+HIGH_TARGET, STUCK_BELOW = 50.0, 20.0
+
 
 def quality(run: Path) -> pd.DataFrame:
+    """One row per env × checkpoint of the sweep folder ``run`` (its summary.csv, episodes.csv, metadata.json)."""
     summary = pd.read_csv(run / "summary.csv")
+    episodes = pd.read_csv(run / "episodes.csv")
     meta = json.loads((run / "metadata.json").read_text())
     ranges = {(c["env"], c["label"]): c.get("dataset") for c in meta["checkpoints"]}
     rows = []
@@ -28,6 +35,10 @@ def quality(run: Path) -> pd.DataFrame:
         inside = cell if ds is None else cell[(cell.target >= ds["return_p10"]) & (cell.target <= ds["return_p90"])]
         rho = spearmanr(inside.target, inside.return_mean).statistic if len(inside) > 2 else float("nan")
         best = cell.loc[cell.score_mean.idxmax()]
+        high = set(cell.loc[cell.target_score >= HIGH_TARGET, "target"])
+        eps = episodes[(episodes.env == env) & (episodes.checkpoint == label) & episodes.target.isin(high)]
+        eps = eps[eps.status == "ok"]
+        stuck = float((eps.normalized_score < STUCK_BELOW).mean()) if len(eps) else float("nan")
         rows.append(
             {
                 "env": env,
@@ -40,7 +51,9 @@ def quality(run: Path) -> pd.DataFrame:
                 "best_target": best.target,
                 "best_score_mean": best.score_mean,
                 "best_score_ci": f"[{best.score_ci_low:.1f}, {best.score_ci_high:.1f}]",
-                "meets_bar": bool(rho >= 0.9 and best.score_mean >= 70),
+                "episodes_at_targets_ge50": len(eps),
+                "stuck_share": stuck,
+                "meets_bar": bool(rho >= BAR_SPEARMAN and best.score_mean >= BAR_BEST and stuck <= BAR_STUCK),
             }
         )
     return pd.DataFrame(rows)

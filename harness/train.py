@@ -226,6 +226,9 @@ def train(cfg: TrainConfig) -> Path:
         start = load_checkpoint(cfg.init)
         start.check_env(env)
         config = DecisionTransformerConfig.from_dict(start.model.config.to_dict())
+        # the Trainer's checkpoint-N folders carry this config: the init's statistics (the ones
+        # these weights use) and the summary of the data they are trained on now
+        config.dataset = asdict(data.summary(cfg.name or Path(cfg.data).stem))
         model = TrainableDT(config)
         model.load_state_dict(start.model.state_dict())
         context_length, scale = start.context_length, start.return_scale

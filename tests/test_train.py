@@ -195,6 +195,10 @@ def test_init_fine_tunes_a_checkpoint_with_its_own_statistics(tmp_path, capsys):
     exp = ["--data", str(data_path), "--env", "hopper", "--init", str(start), "--out", str(tmp_path / "exp")]
     assert train.main([*exp, "--export", str(tmp_path / "tuned2" / "trainer" / "checkpoint-1")]) == 0
     np.testing.assert_array_equal(load_checkpoint(str(tmp_path / "exp")).state_std, std)
+    # its Trainer checkpoints load as they are: the init's statistics, the new data's summary
+    mid = load_checkpoint(str(tmp_path / "tuned2" / "trainer" / "checkpoint-1"))
+    np.testing.assert_array_equal(mid.state_mean, mean)
+    assert mid.dataset == tuned.dataset and mid.dataset.transitions == data.num_transitions
 
     # a checkpoint of another env is refused in one line
     capsys.readouterr()
