@@ -33,10 +33,10 @@ import pandas as pd
 import torch
 from transformers import DecisionTransformerConfig, DecisionTransformerModel
 
-from harness.checkpoints import DEFAULT_RETURN_SCALE, load_checkpoint, save_checkpoint
+from harness.checkpoints import DEFAULT_RETURN_SCALE, Checkpoint, load_checkpoint, save_checkpoint
 from harness.cli import Parser, quiet_hf_logs, run
 from harness.data import OfflineDataset
-from harness.envs import resolve_env
+from harness.envs import EnvSpec, resolve_env
 from harness.errors import HarnessError
 
 ANCHORS = ("end", "start")
@@ -207,6 +207,13 @@ class TrainConfig:
     scale and state statistics replace ``hidden_size``/``n_layer``/``n_head``/``context_length``."""
 
 
+def _load_init(spec: str, env: EnvSpec) -> Checkpoint:
+    """The ``--init`` checkpoint (embedded name, folder or Hub id), refused in one line if made for another env."""
+    start = load_checkpoint(spec)
+    start.check_env(env)
+    return start
+
+
 def train(cfg: TrainConfig) -> Path:
     """Train and write the checkpoint; returns its folder."""
     from transformers import Trainer, TrainingArguments, set_seed
@@ -223,8 +230,7 @@ def train(cfg: TrainConfig) -> Path:
     set_seed(cfg.seed)
     init_info: dict[str, Any] = {}
     if cfg.init is not None:
-        start = load_checkpoint(cfg.init)
-        start.check_env(env)
+        start = _load_init(cfg.init, env)
         config = DecisionTransformerConfig.from_dict(start.model.config.to_dict())
         # the Trainer's checkpoint-N folders carry this config: the init's statistics (the ones
         # these weights use) and the summary of the data they are trained on now
@@ -319,8 +325,7 @@ def export(trainer_checkpoint: str | Path, cfg: TrainConfig) -> Path:
     mean, std = data.state_stats()
     scale, context_length = DEFAULT_RETURN_SCALE, cfg.context_length
     if cfg.init is not None:
-        start = load_checkpoint(cfg.init)
-        start.check_env(env)
+        start = _load_init(cfg.init, env)
         mean, std = start.state_mean, start.state_std
         scale, context_length = start.return_scale, start.context_length
     return save_checkpoint(
