@@ -1,12 +1,14 @@
 """Why do some halfcheetah episodes get stuck? Replays the low-return ones and measures the pose.
 
-Runs the embedded halfcheetah at ``--target`` for ``--episodes`` episodes (seeds 500+k), then
-replays every episode below ``--below`` return in Gymnasium with its recorded actions and reports
-the root pitch angle (``qpos[2]``, radians; 0 = level, beyond pi/2 = on its back), the forward
-velocity over the last 500 steps and how much the actions still vary there (std per dimension,
-averaged). Writes ``results/diagnostics/stuck_halfcheetah.json``.
+Runs a halfcheetah checkpoint (``--checkpoint``, default the embedded one) at ``--target`` for
+``--episodes`` episodes (seeds 500+k), then replays every episode below ``--below`` return in
+Gymnasium with its recorded actions and reports the root pitch angle (``qpos[2]``, radians; 0 =
+level, beyond pi/2 = on its back), the forward velocity over the last 500 steps and how much the
+actions still vary there (std per dimension, averaged). Writes
+``results/diagnostics/stuck_halfcheetah-<weights fingerprint>.json``, so the diagnosis of a
+replaced checkpoint stays beside the new one's.
 
-    python benchmarks/stuck_episodes.py [--target 10000] [--episodes 30]
+    python benchmarks/stuck_episodes.py [--checkpoint halfcheetah] [--target 10000] [--episodes 30]
 """
 
 from __future__ import annotations
@@ -25,17 +27,19 @@ from harness.policy import DTPolicy
 from harness.provenance import machine, versions
 from harness.rollout import EpisodeSpec, run_episodes
 
-OUT = Path(__file__).resolve().parents[1] / "results" / "diagnostics" / "stuck_halfcheetah.json"
+OUT = Path(__file__).resolve().parents[1] / "results" / "diagnostics"
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--checkpoint", default="halfcheetah", help="embedded name, folder or Hub id")
     p.add_argument("--target", type=float, default=10000.0)
     p.add_argument("--episodes", type=int, default=30)
     p.add_argument("--below", type=float, default=2000.0)
     args = p.parse_args()
     torch.set_num_threads(2)
-    policy = DTPolicy(load_checkpoint("halfcheetah"))
+    ckpt = load_checkpoint(args.checkpoint)
+    policy = DTPolicy(ckpt)
     specs = [EpisodeSpec(args.target, 500 + k, k) for k in range(args.episodes)]
     results = run_episodes(policy, "HalfCheetah-v4", specs, args.episodes, record_actions=True)
     stuck = []
@@ -64,14 +68,18 @@ def main() -> int:
             }
         )
     report = {
-        "command": f"python benchmarks/stuck_episodes.py --target {args.target:.0f} --episodes {args.episodes}",
+        "command": f"python benchmarks/stuck_episodes.py --checkpoint {args.checkpoint} --target {args.target:.0f} "
+        f"--episodes {args.episodes}",
+        "checkpoint_fingerprint": ckpt.fingerprint(),
         "returns": sorted(round(r.ret, 1) for r in results),
         "stuck": stuck,
         "machine": machine(),
         "versions": versions(),
     }
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(report, indent=2) + "\n")
+    OUT.mkdir(parents=True, exist_ok=True)
+    out = OUT / f"stuck_halfcheetah-{ckpt.fingerprint()}.json"
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"{len(stuck)} of {len(results)} episodes below {args.below:.0f} return; wrote {out}")
     for s in stuck:
         print(s)
     return 0
