@@ -25,9 +25,11 @@ def main() -> None:
         rets = " / ".join(
             f"{d[k]:,.0f}" for k in ("return_min", "return_p10", "return_median", "return_p90", "return_max")
         )
+        init = train.get("init")
+        start = f" fine-tuning `{init}` (weights {train['init_fingerprint']})" if init else ""
         print(
             f"| `{name}` | {cfg['env_id']} | {d['trajectories']:,} | {d['transitions']:,} | {rets} "
-            f"({env.normalized_score(d['return_max']):.0f}) | {train['steps']:,} steps, batch "
+            f"({env.normalized_score(d['return_max']):.0f}) | {train['steps']:,} steps{start}, batch "
             f"{train['batch_size']}, {'bf16' if train['bf16'] else 'fp32'}, windows "
             f"{train.get('window', 'start')}, {train['train_seconds'] / 60:.0f} min (last run) |"
         )
