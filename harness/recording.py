@@ -193,7 +193,8 @@ def tile(videos: Sequence[tuple[str, Path]], out: Path, columns: int | None = No
 
 
 def grid_for_env(run: Path, env: str, checkpoint: str | None = None, out: Path | None = None) -> Path:
-    """The grid video of one env of a sweep folder: the first recorded episode of each target."""
+    """The grid video of one env of a sweep folder: one column per target, one row per recorded
+    episode (``--video N``: episodes 0..N-1 of every target, the same reset seeds in a row)."""
     csv = run / EPISODES
     if not csv.is_file():
         raise HarnessError(f"no {EPISODES} in {run}; pass a folder written by python -m harness.sweep")
@@ -208,11 +209,11 @@ def grid_for_env(run: Path, env: str, checkpoint: str | None = None, out: Path |
     label = checkpoint or labels[0]
     if label not in labels:
         raise HarnessError(f"no videos of checkpoint {label!r} for {env}; recorded: {', '.join(labels)}")
-    rows = rows[rows["checkpoint"] == label].sort_values(["target", "episode"]).groupby("target").head(1)
+    rows = rows[rows["checkpoint"] == label].sort_values(["episode", "target"])
     videos = [
-        (f"target {float(t):,.0f}  return {float(r):,.0f}", run / v)
-        for t, r, v in zip(rows["target"], rows["return"], rows["video"], strict=True)
+        (f"target {float(t):,.0f}  seed {s}  return {float(r):,.0f}", run / v)
+        for t, s, r, v in zip(rows["target"], rows["seed"], rows["return"], rows["video"], strict=True)
     ]
     out = out or run / VIDEO_DIR / f"{env}_grid.mp4"
     out.parent.mkdir(parents=True, exist_ok=True)
-    return tile(videos, out)
+    return tile(videos, out, columns=rows["target"].nunique())

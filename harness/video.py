@@ -18,7 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     """Command line (exit 0, or 2 on bad input)."""
     p = Parser(
         prog="python -m harness.video",
-        description="Tile one env's recorded episodes (one per target) into a grid video.",
+        description="Tile one env's recorded episodes into a grid video (a column per target, a row per episode).",
     )
     p.add_argument("run", type=Path, help="a sweep folder made with --video N")
     p.add_argument("--env", required=True, help="short env name (hopper, walker2d, halfcheetah)")

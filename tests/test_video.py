@@ -45,17 +45,18 @@ def test_sweep_video_option_and_grid(tmp_path):
     ckpt = make_checkpoint(tmp_path / "c", "Hopper-v4", hidden=32, n_layer=2)
     out = tmp_path / "run"
     args = ["--envs", "hopper", "--checkpoint", f"hopper={ckpt}", "--targets", "100", "3000"]
-    args += ["--episodes", "3", "--video", "1", "--out", str(out), "--no-progress"]
+    args += ["--episodes", "3", "--video", "2", "--out", str(out), "--no-progress"]
     assert sweep.main(args) == 0
     df = pd.read_csv(out / "episodes.csv", keep_default_na=False)
     listed = df[df["video"] != ""]
-    assert list(listed["episode"]) == [0, 0] and all((out / v).is_file() for v in listed["video"])
+    assert sorted(listed["episode"]) == [0, 0, 1, 1] and all((out / v).is_file() for v in listed["video"])
     for v, n in zip(listed["video"], listed["length"], strict=True):
         assert video.read_frames(out / v).shape[0] == n + 1
     grid = video.grid_for_env(out, "hopper")
     frames = video.read_frames(grid)
     single = video.read_frames(out / listed["video"].iloc[0])
-    assert frames.shape == (listed["length"].max() + 1, single.shape[1], 2 * single.shape[2], 3)
+    # every recorded episode: a column per target (2), a row per episode (2)
+    assert frames.shape == (listed["length"].max() + 1, 2 * single.shape[1], 2 * single.shape[2], 3)
     assert video.main([str(out), "--env", "walker2d"]) == 2
 
 
