@@ -4,8 +4,8 @@ D4RL's datasets cannot be downloaded here, but the Hub's ``edbeeching/decision-t
 checkpoints were trained on them and their state mean/std (``harness/resources/hub_checkpoints.json``)
 are the per-step statistics of D4RL's data. For each env, the mean and std over every step of the
 torso's forward velocity and height (the reward is mostly forward velocity, plus an alive bonus
-for hopper and walker2d) in: our ``<env>-medium-replay`` (the embedded checkpoint's statistics),
-D4RL's ``medium-replay`` and D4RL's ``medium``.
+for hopper and walker2d) in: our ``<env>-medium-replay`` and ``<env>-medium`` where embedded
+(the checkpoints' statistics), D4RL's ``medium-replay`` and D4RL's ``medium``.
 
     python benchmarks/data_vs_d4rl.py          # prints a Markdown table
 """
@@ -27,10 +27,10 @@ def main() -> None:
     print("|---|---|---|---|")
     for env, i in VELOCITY.items():
         rows = []
-        if f"{env}-medium-replay" in embedded_names():
-            ours = load_checkpoint(f"{env}-medium-replay")
-            rows.append(("ours, medium-replay", ours.state_mean.tolist(), ours.state_std.tolist()))
         for kind in ("medium-replay", "medium"):
+            if f"{env}-{kind}" in embedded_names():
+                ours = load_checkpoint(f"{env}-{kind}")
+                rows.append((f"ours, {kind}", ours.state_mean.tolist(), ours.state_std.tolist()))
             h = hub[f"edbeeching/decision-transformer-gym-{env}-{kind}"]
             rows.append((f"D4RL {kind}", h["state_mean"], h["state_std"]))
         for name, mean, std in rows:

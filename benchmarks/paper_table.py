@@ -1,4 +1,4 @@
-"""The paper's Table 2 (medium-replay column) beside ours: ``python benchmarks/paper_table.py SWEEP...``.
+"""The paper's Table 2 rows beside ours: ``python benchmarks/paper_table.py SWEEP...``.
 
 Each SWEEP is a folder written by ``python -m harness.sweep`` at the paper's targets (hopper 3600
 and 1800, walker2d 5000 and 2500, halfcheetah 12000 and 6000), many episodes each. For every
