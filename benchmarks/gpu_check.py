@@ -2,7 +2,7 @@
 
 Run through ``benchmarks/gpu_check.sh`` on a machine with an NVIDIA GPU (under 5 minutes):
 
-1. exactness: the fast action head on CUDA (fp32, TF32 off) against the stock ``transformers``
+1. exactness and determinism: the fast action head on CUDA (fp32, TF32 off) against the stock ``transformers``
    forward on CPU, on random padded windows of a Hub-size model; and the same episodes run on
    CUDA and on CPU (Hopper, 8 episodes: returns and lengths);
 2. throughput: HalfCheetah-v4 episodes of ``--episode-steps`` steps, model on CUDA, for
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -107,6 +108,30 @@ def main(argv: list[str] | None = None) -> int:
     exact["episodes_same_length"] = sum(a.length == b.length for a, b in zip(on_cpu, on_gpu, strict=True))
     exact["episodes_max_return_diff"] = max(abs(a.ret - b.ret) for a, b in zip(on_cpu, on_gpu, strict=True))
     exact["episodes"] = len(eps)
+
+    # the GPU's own determinism (issue 21, item 4): pinned numerics are a CPU guarantee; on CUDA the
+    # harness states what holds with cuBLAS's fixed workspace (CUBLAS_WORKSPACE_CONFIG, set by
+    # gpu_check.sh before CUDA starts) and deterministic algorithms: the same episodes twice, with
+    # 8 and with 3 slots, and the start-up self-check (every position of a 256-window block)
+    from harness.policy import batch_invariance_check
+
+    torch.use_deterministic_algorithms(True)
+    gpol = DTPolicy(load_checkpoint(str(hop), device="cuda"), device="cuda")
+    again = run_episodes(gpol, "Hopper-v4", eps, 8)
+    fewer = run_episodes(gpol, "Hopper-v4", eps, 3)
+    check = batch_invariance_check(gpol, probes=2)
+    exact["gpu_determinism"] = {
+        "cublas_workspace_config": os.environ.get("CUBLAS_WORKSPACE_CONFIG"),
+        "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+        "same_episodes_run_twice_bit_equal": all(
+            (a.ret, a.length) == (b.ret, b.length) for a, b in zip(on_gpu, again, strict=True)
+        ),
+        "same_episodes_8_vs_3_slots_bit_equal": all(
+            (a.ret, a.length) == (b.ret, b.length) for a, b in zip(on_gpu, fewer, strict=True)
+        ),
+        "self_check": {"invariant": check.invariant, "differing": check.differing, "checked": check.checked},
+    }
+    torch.use_deterministic_algorithms(False)
     print(json.dumps(exact, indent=2), flush=True)
 
     # 2. throughput grid

@@ -26,11 +26,13 @@ repeating its last window. No matrix multiply, attention or layer norm ever sees
 depends on how many windows share the call, so the library's choice of kernel, tiling and
 reduction order for a window's rows is the same whether it is acted for alone or among 500
 others. (The hazard is real: BLAS libraries take other paths for small M — MKL's rounding for M
-= 1..3 differs from M >= 4 on AMD EPYC, and cuBLAS picks kernels and split-K by shape.) What is
-left to the library is that a row's result does not depend on its position inside a fixed-shape
-GEMM, which every blocked GEMM satisfies because rows are never reduced together;
-``tests/test_fast.py`` checks every batch size and row position, and ``batch_invariant`` re-
-checks it at start-up on the machine that runs the sweep.
+= 1..3 differs from M >= 4 on AMD EPYC, and cuBLAS picks kernels and split-K by shape.) Blocks
+alone are not enough: a row's rounding can also depend on its position inside a fixed-shape
+GEMM (on AMD EPYC with AVX-512, MKL rounds odd rows of a block differently; issue 21), which
+no layout of ours can rule out. That part is the library's, and :mod:`harness.numerics` pins
+it (MKL's strict CNR mode, torch's AVX2 kernels). ``tests/test_fast.py`` checks every batch size
+and row position, and ``batch_invariant`` re-checks every position of a block at start-up on
+the machine that runs the sweep.
 
 ``dtype=torch.bfloat16`` runs the whole stack on a bf16 copy of the weights (embeddings in
 fp32, then cast): faster on CPUs with bf16 matrix units, not exact (``--precision bf16``).
@@ -182,20 +184,25 @@ class FastActionHead:
         return buffers[key]
 
     @torch.inference_mode()
-    def __call__(self, window: Window) -> torch.Tensor:
-        """``window`` (see :class:`harness.context.Window`; n slots, K steps) → ``(n, act_dim)`` float32 actions."""
+    def __call__(self, window: Window, raw: bool = False) -> torch.Tensor:
+        """``window`` (see :class:`harness.context.Window`; n slots, K steps) → ``(n, act_dim)`` float32 actions.
+
+        ``raw=True`` returns ``(n, hidden + act_dim)`` float32: the newest state token's final hidden
+        state and the action before the tanh, the many bits a rounding change shows in first (the
+        self-check's probe, :func:`harness.policy.batch_invariance_check`; a saturated tanh hides them).
+        """
         n = window.timesteps.shape[0]
         if self.block is None:
-            return self._forward(window)
+            return self._forward(window, raw)
         b = self.block
         padded = -(-n // b) * b
         if padded != n:  # repeat the last window: every call has exactly `block` windows
             idx = torch.cat([torch.arange(n), torch.full((padded - n,), n - 1)]).to(window.timesteps.device)
             window = Window(*(x.index_select(0, idx) for x in window))
-        out = [self._forward(Window(*(x[i : i + b] for x in window))) for i in range(0, padded, b)]
+        out = [self._forward(Window(*(x[i : i + b] for x in window)), raw) for i in range(0, padded, b)]
         return torch.cat(out)[:n] if len(out) > 1 or padded != n else out[0]
 
-    def _forward(self, window: Window) -> torch.Tensor:
+    def _forward(self, window: Window, raw: bool = False) -> torch.Tensor:
         # contiguous inputs: a strided view (the ring buffer's window) can take another kernel
         # path in the embedding matmuls, whose rounding would then depend on the batch
         states, actions, rtg = (
@@ -254,7 +261,10 @@ class FastActionHead:
         hl = x3[:, newest].addmm(_merge(att), last.w_o).add_(last.b_o)  # (n, h)
         y = _ln(hl, last.ln_2)
         hl.addmm_(last.act_(torch.addmm(last.b_fc, y, last.w_fc)), last.w_proj).add_(last.b_proj)
-        out = torch.addmm(self.b_act, _ln(hl, self.ln_f), self.w_act)
+        final = _ln(hl, self.ln_f)
+        out = torch.addmm(self.b_act, final, self.w_act)
+        if raw:
+            return torch.cat([final, out], dim=1).float()
         if self.tanh:
             out = out.tanh_()
         return out.float()

@@ -19,12 +19,14 @@ Backends go through ``joblib.parallel_config``:
 from __future__ import annotations
 
 import os
+import platform
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pandas as pd
 
+from harness import numerics
 from harness.checkpoints import load_checkpoint
 from harness.data import Statistics
 from harness.envs import resolve_env
@@ -52,6 +54,8 @@ class Cell:
         env_workers: processes stepping the cell's slots.
         simulator: ``batched`` or ``gymnasium`` (see :func:`harness.rollout.run_episodes`).
         statistics: state statistics for a checkpoint saved without them (``--data``).
+        numerics: :class:`harness.numerics.Numerics` mode the worker must run in (``pinned``...).
+        allow_batch_dependence: run even where that mode is not in force on the worker.
     """
 
     env_id: str
@@ -67,6 +71,8 @@ class Cell:
     env_workers: int = 1
     simulator: str = "batched"
     statistics: Statistics | None = None
+    numerics: str = "pinned"
+    allow_batch_dependence: bool = False
 
     def __post_init__(self) -> None:
         if not self.episodes or min(self.episodes) < 0:
@@ -79,6 +85,15 @@ def run_cell(cell: Cell) -> pd.DataFrame:
     """Run one cell in this process; returns its episode rows (columns of EPISODE_COLUMNS)."""
     import torch
 
+    # `import harness` already put the mode this process inherited into force; the cell's mode is
+    # applied (possible until torch's first kernel) and checked, so a worker that cannot hold it
+    # (another architecture, torch used before harness) refuses rather than returns other floats
+    state = numerics.apply(cell.numerics)
+    if not state["in_force"] and not cell.allow_batch_dependence and cell.precision == "fp32":
+        raise HarnessError(
+            f"worker {platform.node()}: {state['why_not']}; its rows could differ from the other workers' "
+            "(pass --allow-batch-dependence to run anyway)"
+        )
     torch.set_num_threads(cell.threads)
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     ckpt = load_checkpoint(cell.checkpoint, device=cell.device, statistics=cell.statistics)

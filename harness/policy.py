@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
@@ -63,12 +65,14 @@ class DTPolicy:
         return ((obs - self.state_mean) / self.state_std).to(torch.float32)
 
     @torch.inference_mode()
-    def act(self, window: Window, rows: torch.Tensor | None = None) -> torch.Tensor:
+    def act(self, window: Window, rows: torch.Tensor | None = None, raw: bool = False) -> torch.Tensor:
         """Predict the action at the newest state token.
 
         Args:
             window: the context of every slot (see :class:`harness.context.Window`).
             rows: ``(n,)`` long indices of the slots to act for; all slots when None.
+            raw: return what the self-check compares instead: ``(n, hidden + act_dim)``, the final
+                hidden state and the pre-tanh action (fast path; the stock forward returns its actions).
 
         Returns:
             ``(n, act_dim)`` float32 actions (``n = num_envs`` when rows is None).
@@ -76,7 +80,7 @@ class DTPolicy:
         if rows is not None:
             window = Window(*(t.index_select(0, rows) for t in window))
         if self.fast is not None:
-            return self.fast(window)
+            return self.fast(window, raw=raw)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
             out = self.model(
                 states=window.states,
@@ -113,25 +117,60 @@ def random_windows(policy: DTPolicy, n: int, seed: int = 0) -> Window:
     )
 
 
-def batch_invariance_check(policy: DTPolicy, windows: int = 6, batch: int = 37, seed: int = 0) -> bool:
-    """Whether each window's action is bit-equal alone and inside a larger batch, here and now.
+@dataclass(frozen=True)
+class InvarianceCheck:
+    """The outcome of :func:`batch_invariance_check` (true when ``invariant``).
 
-    A start-up self-check on the machine that runs the sweep: ``windows`` random windows are
-    acted for one at a time with one torch thread, then all together inside a batch of
-    ``batch`` (at scattered rows, other random windows around them) with the current thread
-    count, and in reverse order. True when every action matches bit for bit. Costs a few
-    forward passes.
+    Attributes:
+        invariant: every probe's output was bit-equal at every position and thread count.
+        checked: probe outputs compared (probes × placements).
+        differing: how many of them were not bit-equal to the probe alone.
+        positions: the positions inside a block where some probe differed (sorted).
+        threads: the thread count of the batched calls (the alone calls use one thread).
     """
-    probe = random_windows(policy, windows, seed)
-    filler = random_windows(policy, batch, seed + 1)
-    rows = torch.linspace(0, batch - 1, windows).round().long().to(policy.device)
-    mixed = Window(*(f.index_copy(0, rows, p) for f, p in zip(filler, probe, strict=True)))
+
+    invariant: bool
+    checked: int
+    differing: int
+    positions: tuple[int, ...]
+    threads: int
+
+    def __bool__(self) -> bool:
+        return self.invariant
+
+
+def batch_invariance_check(policy: DTPolicy, probes: int = 8, seed: int = 0) -> InvarianceCheck:
+    """Whether a window's output is bit-equal alone and at every position of a block, here and now.
+
+    The start-up self-check on the machine that runs the sweep. ``probes`` random windows are
+    acted for alone with one torch thread; then each is placed at every position ``0..B-1`` of a
+    block of ``B`` (the fast path's block, 16 in fp32) among fixed random windows, all of those
+    blocks in one call with the current thread count; then once more at the end of a batch of
+    ``B + 3`` (a part-filled block) with one thread. The compared output is
+    :meth:`DTPolicy.act`'s ``raw`` one (the final hidden state and the pre-tanh action: a
+    saturated tanh would hide a rounding change). Costs ``probes × B`` block forwards.
+    """
+    b = policy.fast.block if policy.fast is not None and policy.fast.block else 16
+    probe = random_windows(policy, probes, seed)
+    filler = random_windows(policy, b + 3, seed + 1)
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        alone = torch.cat([policy.act(Window(*(x[i : i + 1] for x in probe))) for i in range(windows)])
+        alone = torch.cat([policy.act(Window(*(x[i : i + 1] for x in probe)), raw=True) for i in range(probes)])
+        tail = Window(*(torch.cat([f[:b], p]) for f, p in zip(filler, probe, strict=True)))
+        late = policy.act(tail, raw=True)[b:]
     finally:
         torch.set_num_threads(threads)
-    together = policy.act(mixed).index_select(0, rows)
-    backwards = policy.act(Window(*(x.flip(0) for x in probe))).flip(0)
-    return bool(torch.equal(alone, together) and torch.equal(alone, backwards))
+    dev = policy.device
+    pos = torch.arange(b, device=dev).repeat(probes)  # placement i: probe i // b at position i % b
+    which = torch.arange(probes, device=dev).repeat_interleave(b)
+    blocks = [f[:b].repeat(probes * b, *([1] * (f.dim() - 1))) for f in filler]  # (probes * b * b, ...)
+    rows = torch.arange(probes * b, device=dev) * b + pos
+    for x, p in zip(blocks, probe, strict=True):
+        x[rows] = p[which]
+    placed = policy.act(Window(*blocks), raw=True)[rows]
+    differ = (placed != alone[which]).any(dim=1)
+    late_differ = (late != alone).any(dim=1)
+    positions = sorted({int(q) for q in pos[differ]} | ({b} if bool(late_differ.any()) else set()))
+    bad = int(differ.sum()) + int(late_differ.sum())
+    return InvarianceCheck(bad == 0, probes * b + probes, bad, tuple(positions), threads)

@@ -3,8 +3,9 @@
 A fixed sweep (3 targets per env, :data:`EPISODES` episodes each, seeds ``SEED + k``) of the
 embedded checkpoints, checked against ``results/reference/regression.json`` in one of two ways:
 
-- **exact** (the reference was written on this platform: same CPU model and ISA, same BLAS and
-  package versions, and the same :data:`EVALUATION_REVISION`): the first :data:`EXACT_EPISODES`
+- **exact** (the reference was written on this platform, :func:`platform`: under pinned numerics
+  any x86-64 CPU with AVX2, else the same CPU model and ISA; the same BLAS and package versions,
+  and the same :data:`EVALUATION_REVISION`): the first :data:`EXACT_EPISODES`
   episodes of every cell must return the same floats, bit for bit, and last as long. The
   evaluator is deterministic and batch-invariant there, so any changed action shows up as a
   changed return: any difference is a finding (and needs no more episodes to be seen).
@@ -35,6 +36,7 @@ from typing import Any
 
 import pandas as pd
 
+from harness import numerics
 from harness.checkpoints import Checkpoint, embedded_names, load_checkpoint
 from harness.cli import Parser
 from harness.cli import run as run_command
@@ -59,26 +61,40 @@ TARGETS = {
 }
 MIN_DROP = 5.0
 """Normalised points: the statistical mode fails on a significant drop larger than this."""
-EVALUATION_REVISION = 2
+EVALUATION_REVISION = 3
 """Bumped by a change of the evaluator that changes floating-point results on purpose (2: the
-fixed-block forward of issue 11). The exact mode compares only within one revision."""
+fixed-block forward of issue 11; 3: pinned numerics, issue 21). The exact mode compares only
+within one revision."""
 ROW_COLUMNS = ["env", "target", "episode", "seed", "return", "length", "normalized_score"]
 PACKAGES = ("torch", "transformers", "gymnasium", "mujoco", "numpy")
 
 
 def platform() -> dict[str, Any]:
-    """What must match for the exact mode: CPU model and ISA, BLAS, package versions, revision."""
+    """What must match for the exact mode.
+
+    Under pinned numerics (:mod:`harness.numerics`, in force) the floats are the same on every
+    x86-64 CPU with AVX2, so the platform is the numerics mode, the architecture, the BLAS and the
+    package versions, not the CPU model: the exact check runs on any such CPU. Otherwise (``local``
+    or ``native`` mode, another architecture, a GPU) it also names the CPU model and its ISA.
+    """
     m = machine()
     v = versions()
-    return {
-        "cpu": m.get("cpu"),
+    state = numerics.state()
+    out: dict[str, Any] = {
+        "numerics": (
+            f"pinned (MKL {state['mkl_cbwr']}, torch {state['torch_cpu_capability']} kernels)"
+            if state["portable"]
+            else f"{state['mode']}{'' if state['in_force'] else ' (not in force)'}"
+        ),
         "arch": m.get("arch"),
-        "isa": m.get("isa"),
         "blas": m.get("blas"),
         "cuda": m.get("cuda"),
         "versions": {k: v.get(k) for k in PACKAGES},
         "evaluation_revision": EVALUATION_REVISION,
     }
+    if not state["portable"] or m.get("cuda"):
+        out |= {"cpu": m.get("cpu"), "isa": m.get("isa")}
+    return out
 
 
 def run(

@@ -26,11 +26,13 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from harness import numerics
 from harness.checkpoints import Checkpoint, embedded_names, expand_spec, load_checkpoint
 from harness.data import Statistics, statistics_from
 from harness.envs import DEFAULT_VERSION, VERSIONS, EnvSpec, resolve_env
 from harness.errors import HarnessError
 from harness.evaluate import default_targets, evaluate
+from harness.numerics import Numerics
 from harness.parallel import BACKENDS, Cell, engine, run_cells, threads_per_job
 from harness.policy import PRECISIONS, DTPolicy, batch_invariance_check
 from harness.provenance import git_state, machine, versions
@@ -80,7 +82,16 @@ class SweepConfig:
     device: str = "auto"
     """Torch device of the model and context buffers; ``auto``: ``cuda`` when a GPU is visible."""
     precision: str = "fp32"
-    """``fp32`` (exact: the tutorial loop's actions) or ``bf16`` (faster, not bit-exact)."""
+    """``fp32`` (exact: the tutorial loop's actions) or ``bf16`` (faster, not bit-exact; oneDNN's bf16
+    kernels are outside the pinned-numerics guarantee: its rows may differ between CPUs)."""
+    numerics: str = "pinned"
+    """``pinned``: fp32 episodes bit-identical on every x86-64 CPU with AVX2 (MKL's strict CNR mode on
+    its SSE2 branch, torch's AVX2 kernels); ``local``: identical whatever the batch, threads or
+    workers on this kind of CPU only (faster); ``native``: nothing pinned (fastest). See
+    :mod:`harness.numerics` and README, "Reproducibility"."""
+    allow_batch_dependence: bool = False
+    """Resume, or run on several workers, even when the start-up self-check finds an episode's
+    actions depend on its batch here (rows may then differ from an uninterrupted run's)."""
     out: str | None = None
     """Output folder; None: ``results/<timestamp>``."""
     progress: bool = True
@@ -202,6 +213,10 @@ def validate(config: SweepConfig) -> list[EnvSpec]:
         raise HarnessError(f"unknown --simulator {config.simulator!r}; use one of: {', '.join(SIMULATORS)}")
     if config.precision not in PRECISIONS:
         raise HarnessError(f"unknown --precision {config.precision!r}; use one of: {', '.join(PRECISIONS)}")
+    if config.numerics not in {m.value for m in Numerics}:
+        raise HarnessError(
+            f"unknown --numerics {config.numerics!r}; use one of: {', '.join(m.value for m in Numerics)}"
+        )
     if config.device not in ("cpu", "cuda", "auto") and not config.device.startswith("cuda:"):
         raise HarnessError(f"unknown --device {config.device!r}; use auto, cpu or cuda")
     if not 0 <= config.video <= config.episodes:
@@ -253,6 +268,8 @@ def _run_parallel(
                         threads=threads,
                         env_workers=config.env_workers,
                         simulator=config.simulator,
+                        numerics=config.numerics,
+                        allow_batch_dependence=config.allow_batch_dependence,
                     )
                 )
     bar.set_description(f"{len(cells)} cells on {config.jobs} {config.backend} workers")
@@ -320,6 +337,7 @@ def _identity(config: SweepConfig, loaded: list[tuple[EnvSpec, Checkpoint, list[
         "episodes": config.episodes,
         "seed": config.seed,
         "precision": config.precision,
+        "numerics": config.numerics,
     }
 
 
@@ -339,6 +357,9 @@ def run_sweep(config: SweepConfig, command: str | None = None) -> pd.DataFrame:
     """
     started_at = datetime.now(timezone.utc)
     envs = validate(config)
+    numerics_state = numerics.apply(config.numerics)  # before any kernel runs: loading included
+    if config.precision == "bf16":
+        numerics_state = numerics_state | {"portable": False, "note": "bf16 (oneDNN) is outside the guarantee"}
     device = resolve_device(config.device)
     by_env = parse_checkpoints(config.checkpoints, envs)
     data_specs = parse_data(config.data, envs)
@@ -366,15 +387,27 @@ def run_sweep(config: SweepConfig, command: str | None = None) -> pd.DataFrame:
         check_renderer(loaded[0][0].env_id)
     identity = _identity(config, loaded)
     resuming = resume_or_refuse(out, identity, config.overwrite)
-    invariance = {
+    checks = {
         f"{env.name}:{c.label}": batch_invariance_check(DTPolicy(c, device=device, precision=config.precision))
         for env, c, _ in loaded
     }
-    if resuming and not all(invariance.values()):
-        print(
-            "warning: this machine failed the batch-invariance self-check, so the resumed episodes may differ "
-            "from an uninterrupted run's (see metadata.json, batch_invariance)",
-            file=sys.stderr,
+    invariance = {k: bool(v) for k, v in checks.items()}
+    warning = None
+    if not all(invariance.values()):
+        bad = "; ".join(
+            f"{k}: {v.differing} of {v.checked} probe outputs differ (block positions {list(v.positions)})"
+            for k, v in checks.items()
+            if not v
+        )
+        risky = "a resumed sweep" if resuming else ("a sweep on several workers" if config.jobs > 1 else None)
+        if risky and not config.allow_batch_dependence:
+            raise HarnessError(
+                f"this machine fails the batch-invariance self-check ({bad}), so {risky} would give other rows "
+                "than one uninterrupted run; use --numerics pinned, or pass --allow-batch-dependence to run anyway"
+            )
+        warning = (
+            f"warning: batch_invariant: false: an episode's actions depend on its batch here ({bad}); rows may change "
+            "with --num-envs, --jobs or a resume (use --numerics pinned; see metadata.json, batch_invariance)"
         )
     cells = {(env.name, c.label): t for env, c, t in loaded}
     previous = (
@@ -382,6 +415,9 @@ def run_sweep(config: SweepConfig, command: str | None = None) -> pd.DataFrame:
         if resuming
         else pd.DataFrame(columns=EPISODE_COLUMNS)
     )
+    print(numerics.describe(numerics_state), file=sys.stderr)  # after the input checks: errors stay one line
+    if warning:
+        print(warning, file=sys.stderr)
     prepare_out(out)
     if not resuming:
         write_atomic(out / IDENTITY, json.dumps(identity, indent=2) + "\n")
@@ -450,8 +486,10 @@ def run_sweep(config: SweepConfig, command: str | None = None) -> pd.DataFrame:
         "versions": versions(),
         "git": git_state(),
         "machine": machine(),
+        "numerics": numerics_state,
         "batch_invariant": all(invariance.values()),
         "batch_invariance": invariance,
+        "batch_invariance_check": {k: asdict(v) for k, v in checks.items()},
         "started_at": started_at.isoformat(),
         "ended_at": datetime.now(timezone.utc).isoformat(),
         "episodes": len(episodes),

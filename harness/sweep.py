@@ -29,6 +29,7 @@ from harness.checkpoints import embedded_names
 from harness.cli import Parser, quiet_hf_logs, run
 from harness.envs import VERSIONS
 from harness.evaluate import DEFAULT_MAX_NUM_ENVS, default_targets, evaluate
+from harness.numerics import Numerics
 from harness.parallel import BACKENDS
 from harness.policy import PRECISIONS
 from harness.runner import SweepConfig, run_sweep, validate
@@ -161,7 +162,22 @@ def build_parser() -> argparse.ArgumentParser:
         choices=list(PRECISIONS),
         default=d.precision,
         help="fp32: exact (the tutorial loop's actions); bf16: bf16 weights and matrix multiplies, faster on "
-        "CPUs with bf16 units and GPUs, returns statistically the same (README, Speed)",
+        "CPUs with bf16 units and GPUs, returns statistically the same (README, Speed); bf16 is outside the "
+        "pinned-numerics guarantee (its rows may differ between CPUs)",
+    )
+    p.add_argument(
+        "--numerics",
+        choices=[m.value for m in Numerics],
+        default=d.numerics,
+        help="pinned: fp32 episodes bit-identical on every x86-64 CPU with AVX2 (MKL strict CNR on its SSE2 "
+        "branch, torch's AVX2 kernels; costs speed: README, Reproducibility); local: identical whatever the batch, "
+        "threads or workers on this kind of CPU only; native: nothing pinned (fastest)",
+    )
+    p.add_argument(
+        "--allow-batch-dependence",
+        action="store_true",
+        help="resume or run on several workers even when the start-up self-check finds that an episode's "
+        "actions depend on its batch on this machine",
     )
     p.add_argument("--out", default=None, metavar="DIR", help="output folder; default: results/<UTC timestamp>")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -240,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
         env_version=args.env_version,
         device=args.device,
         precision=args.precision,
+        numerics=args.numerics,
+        allow_batch_dependence=args.allow_batch_dependence,
         out=args.out or str(Path("results") / datetime.now(timezone.utc).strftime("%Y-%m-%dT%H-%M-%S")),
         progress=not args.no_progress,
         overwrite=args.overwrite,

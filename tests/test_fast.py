@@ -198,10 +198,85 @@ def test_start_up_self_check(tmp_path):
     ckpt = load_checkpoint(str(make_checkpoint(tmp_path / "m", "Hopper-v4", hidden=32, n_layer=2, context_length=8)))
 
     class SmallBatchesDiffer(DTPolicy):
-        def act(self, window, rows=None):
-            out = super().act(window, rows)
+        def act(self, window, rows=None, raw=False):
+            out = super().act(window, rows, raw)
             return out * (1 + 2**-20) if window.timesteps.shape[0] < 4 else out
 
     assert batch_invariance_check(DTPolicy(ckpt))
     assert batch_invariance_check(DTPolicy(ckpt, precision="bf16"))
     assert not batch_invariance_check(SmallBatchesDiffer(ckpt))
+
+
+def position_dependence(act, probes: Window, fill: Window, block: int) -> list[tuple[int, int]]:
+    """``(probe, position)`` pairs where a probe window placed at ``position`` of a block (the
+    other rows from ``fill``) gets another output than alone on one thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        alone = [act(Window(*(x[i : i + 1] for x in probes))) for i in range(probes.timesteps.shape[0])]
+    finally:
+        torch.set_num_threads(threads)
+    bad = []
+    for i, ref in enumerate(alone):
+        for pos in range(block):
+            w = Window(*(f[:block].clone() for f in fill))
+            for x, p in zip(w, probes, strict=True):
+                x[pos] = p[i]
+            if not torch.equal(act(w)[pos : pos + 1], ref):
+                bad.append((i, pos))
+    return bad
+
+
+def _odd_rows_off_by_one_ulp(monkeypatch) -> None:
+    """Mutation: a GEMM whose rounding depends on the row's position (every odd output row of every
+    ``addmm`` one ulp up), what MKL does on AMD EPYC with AVX-512 outside its strict CNR mode."""
+    original = torch.addmm
+
+    def addmm(*args, **kwargs):
+        out = original(*args, **kwargs)
+        odd = out[1::2]
+        odd.copy_(torch.nextafter(odd, torch.full_like(odd, float("inf"))))
+        return out
+
+    monkeypatch.setattr(torch, "addmm", addmm)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_every_position_of_a_block(threads):
+    """Several probe windows at every position of a 16-window block, other windows around them, on
+    1 and 2 threads: each gets the output it gets alone, bit for bit (raw output: final hidden state
+    and pre-tanh action). Under the pinned numerics of harness/numerics.py this holds on every
+    x86-64 CPU; without them it fails on AMD EPYC with AVX-512 (issue 21)."""
+    m = model(hidden_size=64, n_layer=3, n_head=2, state_dim=11)
+    head = FastActionHead(m)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        act = lambda w: head(w, raw=True)  # noqa: E731
+        assert position_dependence(act, windows(m, 6, 20, seed=3), windows(m, 16, 20, seed=4), 16) == []
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_position_dependence_is_caught(monkeypatch):
+    """Mutation: with odd GEMM rows one ulp off, the position test above and the start-up
+    self-check both fail."""
+    m = model(hidden_size=64, n_layer=3, n_head=2, state_dim=11)
+    head = FastActionHead(m)
+    _odd_rows_off_by_one_ulp(monkeypatch)
+    bad = position_dependence(lambda w: head(w, raw=True), windows(m, 3, 20, seed=3), windows(m, 16, 20, seed=4), 16)
+    assert {pos for _, pos in bad} == set(range(1, 16, 2))
+
+
+def test_start_up_self_check_sees_row_positions(tmp_path, monkeypatch):
+    """The self-check puts probes at every position of a block: it fails under the odd-row mutation
+    (which leaves every window's action alone unchanged: the old check of 6 scattered rows passed
+    whenever the probes happened to land on even rows) and names the positions."""
+    from harness.policy import batch_invariance_check
+
+    ckpt = load_checkpoint(str(make_checkpoint(tmp_path / "m", "Hopper-v4", hidden=32, n_layer=2, context_length=8)))
+    policy = DTPolicy(ckpt)
+    assert batch_invariance_check(policy).invariant
+    _odd_rows_off_by_one_ulp(monkeypatch)
+    check = batch_invariance_check(policy)
+    assert not check and check.differing > 0 and set(check.positions) & set(range(1, 16, 2))

@@ -11,7 +11,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "harness"
 
 LAYERS: list[list[str]] = [
-    ["errors", "schema", "stats", "provenance", "context"],  # import nothing of the project
+    ["errors", "schema", "stats", "provenance", "context", "numerics"],  # import nothing of the project
     ["cli", "envs", "data", "results"],
     ["mjbatch", "checkpoints", "fast", "behavior", "summary", "figures", "comparison"],
     ["vector", "policy", "recipe", "reference"],

@@ -224,21 +224,31 @@ def test_overwrite_removes_every_figure_and_the_videos(tmp_path):
     assert held(out) == [] and sorted(p.name for p in out.iterdir()) == ["notes.txt"]
 
 
-def test_metadata_records_invariance_and_resume_warns_without_it(tmp_path, monkeypatch, capsys):
-    """metadata.json carries the start-up self-check; a resumed sweep on a machine where it
-    fails says that the resumed rows may differ (and still resumes)."""
+def test_metadata_records_invariance_and_a_resume_without_it_is_refused(tmp_path, monkeypatch, capsys):
+    """metadata.json carries the start-up self-check and the numerics mode; on a machine where the
+    check fails, a resume is refused (exit 2, one line, nothing lost) unless the user opts in with
+    --allow-batch-dependence, and then says that the resumed rows may differ."""
     import json
 
     from harness import runner
+    from harness.policy import InvarianceCheck
 
     ckpt = make_checkpoint(tmp_path / "c", "Hopper-v4")
     out = tmp_path / "run"
     assert sweep.main(sweep_args(ckpt, out, 2)) == 0
     meta = json.loads((out / "metadata.json").read_text())
     assert meta["batch_invariant"] is True and list(meta["batch_invariance"].values()) == [True]
+    assert meta["numerics"]["mode"] == "pinned"
     assert {"cpu", "isa", "arch"} <= set(meta["machine"])
-    monkeypatch.setattr(runner, "batch_invariance_check", lambda policy: False)
+    before = (out / "episodes.csv").read_bytes()
+    failing = InvarianceCheck(False, 136, 8, (8, 9), 2)
+    monkeypatch.setattr(runner, "batch_invariance_check", lambda policy: failing)
     capsys.readouterr()
-    assert sweep.main(sweep_args(ckpt, out, 2)) == 0
-    assert "failed the batch-invariance self-check" in capsys.readouterr().err
+    assert sweep.main(sweep_args(ckpt, out, 2)) == 2
+    err = capsys.readouterr().err
+    assert "fails the batch-invariance self-check" in err and "--allow-batch-dependence" in err
+    assert len(err.strip().splitlines()) == 1
+    assert (out / "episodes.csv").read_bytes() == before
+    assert sweep.main([*sweep_args(ckpt, out, 2), "--allow-batch-dependence"]) == 0
+    assert "batch_invariant: false" in capsys.readouterr().err
     assert json.loads((out / "metadata.json").read_text())["batch_invariant"] is False

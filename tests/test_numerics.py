@@ -1,0 +1,108 @@
+"""Pinned numerics (harness/numerics.py): in force before torch runs, switchable, said when too late.
+
+Each case runs in a fresh interpreter: MKL and torch fix their paths when they first run, which in
+this test process happened long ago.
+"""
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness import numerics
+
+ROOT = Path(__file__).resolve().parents[1]
+X86_AVX2 = platform.machine() in ("x86_64", "AMD64") and "avx2" in Path("/proc/cpuinfo").read_text()
+needs_x86 = pytest.mark.skipif(not X86_AVX2, reason="pinned numerics are defined for x86-64 CPUs with AVX2")
+
+
+def fresh(code: str, **env: str) -> dict:
+    """Run ``code`` in a new interpreter (its last line prints JSON); returns that JSON."""
+    clean = {k: v for k, v in os.environ.items() if k not in ("MKL_CBWR", "ATEN_CPU_CAPABILITY", numerics.ENV_VAR)}
+    clean.pop("_HARNESS_NUMERICS_SET", None)
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=clean | env, capture_output=True, text=True, check=True, cwd=ROOT, timeout=120
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+STATE = "import json; from harness import numerics; print(json.dumps(numerics.state()))"
+
+
+@needs_x86
+def test_import_harness_pins_by_default():
+    s = fresh("import harness\n" + STATE)
+    assert s["mode"] == "pinned" and s["in_force"] and s["portable"]
+    assert (s["mkl_cbwr"], s["torch_cpu_capability"]) == ("COMPATIBLE,STRICT", "AVX2")
+
+
+@needs_x86
+def test_modes_from_the_environment_and_switched_before_the_first_kernel():
+    s = fresh("import harness\n" + STATE, HARNESS_NUMERICS="native")
+    assert s["mode"] == "native" and s["in_force"] and not s["portable"] and s["mkl_cbwr"] == "OFF"
+    # the command line's --numerics: applied after the imports, before any kernel
+    s = fresh("import harness.runner, json; from harness import numerics; print(json.dumps(numerics.apply('local')))")
+    assert (s["mode"], s["in_force"], s["mkl_cbwr"]) == ("local", True, "AUTO,STRICT")
+    assert s["torch_cpu_capability"] != "AVX2" or "avx512" not in Path("/proc/cpuinfo").read_text()
+    s = fresh("import harness, json; from harness import numerics; print(json.dumps(numerics.apply('pinned')))")
+    assert s["in_force"] and s["mkl_cbwr"] == "COMPATIBLE,STRICT"
+
+
+@needs_x86
+def test_too_late_is_said_in_one_line_and_recorded():
+    """torch multiplied before ``import harness``: the mode cannot hold, and the state says why."""
+    s = fresh("import torch; torch.ones(4, 4) @ torch.ones(4, 4)\nimport harness\n" + STATE)
+    assert s["mode"] == "pinned" and not s["in_force"] and not s["portable"]
+    assert "import harness first" in s["why_not"] and "\n" not in s["why_not"]
+    assert numerics.describe(s).startswith("warning: numerics: pinned requested but not in force")
+
+
+@needs_x86
+def test_children_inherit_the_mode():
+    """loky, Dask and Ray workers on this machine start from this process's environment."""
+    code = (
+        "import harness, json, subprocess, sys\n"
+        "from harness import numerics\nnumerics.apply('local')\n"
+        "print(subprocess.run([sys.executable, '-c', 'import json, torch; from harness import numerics; "
+        "print(json.dumps(numerics.state()))'], capture_output=True, text=True).stdout.strip())"
+    )
+    s = fresh(code)
+    assert (s["mode"], s["in_force"], s["mkl_cbwr"]) == ("local", True, "AUTO,STRICT")
+
+
+def test_a_worker_that_cannot_hold_the_mode_refuses(monkeypatch, tiny_checkpoints):
+    """A worker on another architecture (or whose torch ran first) raises instead of returning rows
+    that could differ from the other workers'; ``--allow-batch-dependence`` lets it run."""
+    from harness import parallel
+    from harness.errors import HarnessError
+
+    ckpt = str(tiny_checkpoints["hopper"])
+    from harness.checkpoints import load_checkpoint
+
+    fp = load_checkpoint(ckpt).fingerprint()
+    cell = dict(env_id="Hopper-v4", checkpoint=ckpt, fingerprint=fp, target=100.0, episodes=(0,), seed=0)
+    cell |= dict(num_envs=1, precision="fp32", device="cpu", threads=1)
+    away = {"mode": "pinned", "in_force": False, "why_not": "pinned numerics need an x86-64 CPU with AVX2"}
+    monkeypatch.setattr(parallel.numerics, "apply", lambda mode: away)
+    with pytest.raises(HarnessError, match="AVX2.*--allow-batch-dependence"):
+        parallel.run_cell(parallel.Cell(**cell))
+    assert len(parallel.run_cell(parallel.Cell(**cell, allow_batch_dependence=True))) == 1
+
+
+def test_regression_platform_names_the_mode_not_the_cpu(monkeypatch):
+    """Under pinned numerics the exact gate's platform holds no CPU model (it runs on any x86-64
+    CPU with AVX2); in any other mode it names the CPU again."""
+    from harness import regression
+
+    pinned = {"mode": "pinned", "mkl_cbwr": "COMPATIBLE,STRICT", "torch_cpu_capability": "AVX2"}
+    monkeypatch.setattr(regression.numerics, "state", lambda: pinned | {"in_force": True, "portable": True})
+    p = regression.platform()
+    assert "cpu" not in p and p["numerics"].startswith("pinned") and p["evaluation_revision"] == 3
+    monkeypatch.setattr(
+        regression.numerics, "state", lambda: pinned | {"mode": "native", "in_force": True} | {"portable": False}
+    )
+    assert regression.platform()["cpu"] and regression.platform()["numerics"] == "native"
