@@ -466,6 +466,37 @@ def load_checkpoint(spec: str, device: str | torch.device = "cpu", statistics: S
     )
 
 
+def evaluation_metadata(
+    config: DecisionTransformerConfig,
+    state_mean: np.ndarray,
+    state_std: np.ndarray,
+    env_id: str,
+    return_scale: float = DEFAULT_RETURN_SCALE,
+    context_length: int = DEFAULT_CONTEXT_LENGTH,
+    dataset: DatasetSummary | None = None,
+) -> DecisionTransformerConfig:
+    """Write what :func:`load_checkpoint` reads besides the weights into ``config``, in place.
+
+    ``state_mean``/``state_std``: ``(state_dim,)``. A model saved with this config (by
+    :func:`save_checkpoint` or by the Trainer's own checkpoints) loads with its statistics.
+    """
+    dim = int(config.state_dim)
+    mean = np.asarray(state_mean, dtype=np.float64).reshape(-1)
+    std = np.asarray(state_std, dtype=np.float64).reshape(-1)
+    if mean.shape != (dim,) or std.shape != (dim,):
+        raise HarnessError(f"state_mean and state_std must have shape ({dim},), got {mean.shape} and {std.shape}")
+    config.state_mean = [float(x) for x in mean]
+    config.state_std = [float(x) for x in std]
+    config.return_scale = float(return_scale)
+    config.context_length = int(context_length)
+    config.env_id = env_id
+    if dataset is not None:
+        config.dataset = asdict(dataset)
+    elif hasattr(config, "dataset"):
+        del config.dataset
+    return config
+
+
 def save_checkpoint(
     model: DecisionTransformerModel,
     folder: str | Path,
@@ -493,20 +524,8 @@ def save_checkpoint(
         The folder, loadable by :func:`load_checkpoint` and by
         ``DecisionTransformerModel.from_pretrained``.
     """
-    dim = int(model.config.state_dim)
-    mean = np.asarray(state_mean, dtype=np.float64).reshape(-1)
-    std = np.asarray(state_std, dtype=np.float64).reshape(-1)
-    if mean.shape != (dim,) or std.shape != (dim,):
-        raise HarnessError(f"state_mean and state_std must have shape ({dim},), got {mean.shape} and {std.shape}")
     config = copy.deepcopy(model.config)  # the caller's model is left as it was
-    config.state_mean = [float(x) for x in mean]
-    config.state_std = [float(x) for x in std]
-    config.return_scale = float(return_scale)
-    config.context_length = int(context_length)
-    config.env_id = env_id
-    config.dataset = asdict(dataset) if dataset is not None else None
-    if config.dataset is None:
-        del config.dataset
+    evaluation_metadata(config, state_mean, state_std, env_id, return_scale, context_length, dataset)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     original = model.config

@@ -20,7 +20,6 @@ of starting from random weights: its architecture, K, return scale and state sta
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -33,8 +32,14 @@ import pandas as pd
 import torch
 from transformers import DecisionTransformerConfig, DecisionTransformerModel
 
-from harness.checkpoints import DEFAULT_RETURN_SCALE, Checkpoint, load_checkpoint, save_checkpoint
-from harness.cli import Parser, quiet_hf_logs, run
+from harness.checkpoints import (
+    DEFAULT_RETURN_SCALE,
+    Checkpoint,
+    evaluation_metadata,
+    load_checkpoint,
+    save_checkpoint,
+)
+from harness.cli import DefaultsFormatter, Parser, add_dataclass_flags, field_docs, quiet_hf_logs, run
 from harness.data import OfflineDataset
 from harness.envs import EnvSpec, resolve_env
 from harness.errors import HarnessError
@@ -167,44 +172,60 @@ class _Steps(torch.utils.data.Dataset):
 
 @dataclass
 class TrainConfig:
-    """One training run."""
+    """One training run (``python -m harness.train``: one flag per field, help from these docstrings)."""
 
     data: str
-    """Parquet dataset in the tutorial's schema (python -m harness.collect)."""
+    """Parquet dataset in the tutorial's schema (written by python -m harness.collect)."""
     env: str
-    """Env the data comes from (hopper, walker2d, halfcheetah or a full id)."""
+    """Env the data comes from: hopper, walker2d, halfcheetah or a full Gymnasium id."""
     out: str
-    """Checkpoint folder to write."""
+    """Checkpoint folder to write (Trainer checkpoints go to OUT/trainer/checkpoint-N)."""
     steps: int = 15_000
-    """Optimizer steps."""
+    """Optimizer steps (gradient updates), each on one batch of --batch-size windows."""
     batch_size: int = 64
+    """Windows (trajectory segments of --context-length steps) per optimizer step."""
     lr: float = 1e-4
+    """Peak learning rate of AdamW, reached after the warm-up, then decayed linearly to 0."""
     weight_decay: float = 1e-4
+    """AdamW weight decay (decoupled, per step)."""
     warmup_ratio: float = 0.1
+    """Linear warm-up length as a fraction of --steps (0.1 of 15,000 = 1,500 steps)."""
     max_grad_norm: float = 0.25
+    """Gradients are clipped to this global L2 norm."""
     hidden_size: int = 128
+    """Width of the GPT-2 blocks and embeddings (ignored with --init)."""
     n_layer: int = 3
+    """GPT-2 blocks (ignored with --init)."""
     n_head: int = 1
+    """Attention heads per block; must divide --hidden-size (ignored with --init)."""
     context_length: int = 20
+    """K: timesteps per training window, and the window the evaluator uses (ignored with --init)."""
     window: str = "end"
-    """Where a training window is anchored: ``end`` (as evaluation) or ``start`` (the tutorial)."""
+    """Where a training window is anchored: end (at the sampled step, as evaluation sees it) or
+    start (the tutorial's)."""
     bf16: bool = False
-    """bf16 autocast on the CPU (fp32 weights and optimizer)."""
+    """bf16 autocast on the CPU (fp32 weights and optimizer state); faster on CPUs with bf16 units."""
     seed: int = 0
+    """Seed of the model's initialisation and of the window sampling."""
     save_steps: int = 2000
-    """Trainer checkpoints (with optimizer state) every N steps, to resume an interrupted run."""
+    """Write a Trainer checkpoint every N optimizer steps (with optimizer state, for --resume, and the
+    evaluation metadata, so a sweep reads it as it is)."""
     keep_checkpoints: int = 2
-    """Trainer checkpoints kept (the newest); 0 keeps all (a learning curve sweeps them all:
-    ``--checkpoint ENV='OUT/trainer/checkpoint-*' --data ENV=DATA``)."""
+    """Trainer checkpoints kept (the newest N); 0 keeps all, for a learning curve:
+    --checkpoint 'ENV=OUT/trainer/checkpoint-*'."""
     threads: int = 0
-    """Torch CPU threads (0: torch's default). Use 1 per run when runs share the cores."""
+    """Torch CPU threads (0: torch's default, all cores); use 1 per run when runs share the cores."""
     resume: bool = False
-    """Resume from the last Trainer checkpoint under ``<out>/trainer``."""
+    """Resume from the last Trainer checkpoint under OUT/trainer."""
     name: str | None = None
-    """Dataset name stored in the summary; default: the file stem."""
+    """Dataset name stored in the checkpoint's summary (default: the data file's stem)."""
     init: str | None = None
-    """Checkpoint to fine-tune (embedded name, folder or Hub id); its architecture, K, return
-    scale and state statistics replace ``hidden_size``/``n_layer``/``n_head``/``context_length``."""
+    """Checkpoint to fine-tune (embedded name, folder or Hub id): its architecture, K, return
+    scale and state statistics replace --hidden-size, --n-layer, --n-head and --context-length."""
+
+
+FLAGS = [f for f in TrainConfig.__dataclass_fields__ if f not in ("data", "env", "out", "window", "init")]
+"""TrainConfig fields that become plain flags (the others get choices, metavars or are required)."""
 
 
 def _load_init(spec: str, env: EnvSpec) -> Checkpoint:
@@ -258,6 +279,17 @@ def train(cfg: TrainConfig) -> Path:
         model = TrainableDT(config)
         context_length, scale, stats = cfg.context_length, DEFAULT_RETURN_SCALE, None
     collator = WindowCollator(data, context_length, scale, int(config.max_ep_len), cfg.seed, cfg.window, stats)
+    # every Trainer checkpoint-N carries what the evaluator needs (the Trainer saves model.config
+    # with its weights): a learning-curve sweep reads them as they are, no --data
+    evaluation_metadata(
+        model.config,
+        collator.state_mean,
+        collator.state_std,
+        env.env_id,
+        scale,
+        context_length,
+        data.summary(cfg.name or Path(cfg.data).stem),
+    )
     out = Path(cfg.out)
     args = TrainingArguments(
         output_dir=str(out / "trainer"),
@@ -345,47 +377,28 @@ def main(argv: list[str] | None = None) -> int:
     p = Parser(
         prog="python -m harness.train",
         description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsFormatter,
     )
-    p.add_argument("--data", required=True, help="parquet dataset (python -m harness.collect)")
-    p.add_argument("--env", required=True, help="env the data comes from")
-    p.add_argument("--out", required=True, help="checkpoint folder to write")
-    for name in (
-        "steps",
-        "batch_size",
-        "hidden_size",
-        "n_layer",
-        "n_head",
-        "context_length",
-        "seed",
-        "save_steps",
-        "keep_checkpoints",
-        "threads",
-    ):
-        p.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(d, name))
-    for name in ("lr", "weight_decay", "warmup_ratio", "max_grad_norm"):
-        p.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(d, name))
+    docs = field_docs(TrainConfig)
+    p.add_argument("--data", required=True, help=docs["data"])
+    p.add_argument("--env", required=True, help=docs["env"])
+    p.add_argument("--out", required=True, help=docs["out"])
+    add_dataclass_flags(p, TrainConfig, [f for f in FLAGS if f not in ("bf16", "resume", "name")])
     p.add_argument(
         "--window",
         choices=ANCHORS,
         default=d.window,
-        help="training windows end at the sampled step (as evaluation) or start there (the tutorial)",
+        help=docs["window"],
     )
-    p.add_argument("--bf16", action="store_true", help="bf16 autocast (CPU bf16 matrix units)")
-    p.add_argument("--resume", action="store_true", help="resume from the last Trainer checkpoint in OUT/trainer")
-    p.add_argument("--name", default=None, help="dataset name for the summary")
-    p.add_argument(
-        "--init",
-        default=None,
-        metavar="CHECKPOINT",
-        help="fine-tune this checkpoint (embedded name, folder or Hub id): its architecture, K and state "
-        "statistics are kept",
-    )
+    add_dataclass_flags(p, TrainConfig, ["bf16", "resume"])
+    p.add_argument("--name", default=None, help=docs["name"])
+    p.add_argument("--init", default=None, metavar="CHECKPOINT", help=docs["init"])
     p.add_argument(
         "--export",
         default=None,
         metavar="TRAINER_CHECKPOINT",
-        help="do not train: write OUT from an intermediate Trainer checkpoint (OUT/trainer/checkpoint-N)",
+        help="do not train: copy an intermediate Trainer checkpoint (OUT/trainer/checkpoint-N) out to OUT as a "
+        "checkpoint folder (Trainer checkpoints written since issue 25 also evaluate as they are)",
     )
     args = p.parse_args(argv)
     export_from = args.export
