@@ -18,6 +18,8 @@ Each is written as PNG and SVG; a checkpoint has the same colour in every figure
 
 from __future__ import annotations
 
+import re
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -42,6 +44,70 @@ from harness.schema import (  # noqa: E402
 )
 
 ENV_ORDER = ("hopper", "walker2d", "halfcheetah")
+TITLE_SIZE = 10
+LEGEND_SIZE = 7
+
+
+def _panels(ncols: int, width: float, height: float, nrows: int = 1, **kw) -> tuple[Figure, np.ndarray]:
+    """A figure of ``nrows x ncols`` panels of about ``width x height`` inches with constrained layout
+    (which makes room for the suptitle, labels and the figure legend below, so no text is cut)."""
+    fig = plt.figure(figsize=(max(width * ncols, 5.0), height), layout="constrained")
+    return fig, fig.subplots(nrows, ncols, squeeze=False, **kw)
+
+
+def _suptitle(fig: Figure, text: str) -> None:
+    """The figure title, wrapped to the figure's width (a 1-panel figure is narrow)."""
+    per_line = max(20, int(fig.get_figwidth() * 72 / (0.58 * TITLE_SIZE)))
+    fig.suptitle("\n".join(textwrap.wrap(text, per_line)), fontsize=TITLE_SIZE)
+
+
+LABEL_WIDTH = 34
+"""Characters per line of a legend label (longer ones, such as a Trainer checkpoint's path, wrap)."""
+
+
+def _wrap_label(label: str, width: int = LABEL_WIDTH) -> str:
+    """A legend label broken after ``/``, ``-``, ``_`` or a space into lines of at most ``width``.
+
+    >>> print(_wrap_label("runs/walker2d-medium-replay-seed0/trainer/checkpoint-1000", 20))
+    runs/walker2d-
+    medium-replay-seed0/
+    trainer/checkpoint-
+    1000
+    """
+    lines, line = [], ""
+    for token in re.findall(r"[^/\-_ ]*[/\-_ ]?", label):
+        if line and len(line) + len(token) > width:
+            lines.append(line)
+            line = ""
+        line += token
+    return "\n".join([*lines, line] if line else lines)
+
+
+def _legend(fig: Figure, axes) -> None:  # noqa: ANN001
+    """One legend for the whole figure, below the panels, entries deduplicated by label, long labels
+    wrapped; as many columns as fit the figure's width, and the figure made taller by the legend's
+    height so the panels keep their size (a legend inside a panel covers data and, with 8
+    checkpoints, outgrows the panel)."""
+    handles: dict[str, object] = {}
+    for ax in np.ravel(axes):
+        for h, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(label, h)
+    if not handles:
+        return
+    labels = [_wrap_label(label) for label in handles]
+    longest = max(len(line) for label in labels for line in label.split("\n"))
+    entry = 40 + longest * 0.62 * LEGEND_SIZE  # points: handle, gaps and text
+    ncol = max(1, min(len(labels), int(fig.get_figwidth() * 72 * 0.95 // entry)))
+    lines = [label.count("\n") + 1 for label in labels]
+    rows = [max(lines[i : i + ncol]) for i in range(0, len(lines), ncol)]
+    # legend fills row by row only with ncol=1; with more columns matplotlib fills column-major, so
+    # count rows as ceil(n / ncol) of the tallest entries
+    tall = max(lines)
+    height_pt = max(sum(rows), -(-len(labels) // ncol) * tall) * LEGEND_SIZE * 1.45 + 14
+    fig.set_figheight(fig.get_figheight() + height_pt / 72)
+    fig.legend(
+        list(handles.values()), labels, loc="outside lower center", ncol=ncol, fontsize=LEGEND_SIZE, frameon=False
+    )
 
 
 def checkpoint_colors(labels: list[str]) -> dict[str, str]:
@@ -63,7 +129,7 @@ def return_conditioning_figure(summary: pd.DataFrame) -> Figure:
     """
     envs = _env_order(summary["env"])
     colors = checkpoint_colors(list(summary["checkpoint"]))
-    fig, axes = plt.subplots(1, len(envs), figsize=(4.2 * len(envs), 4.0), squeeze=False)
+    fig, axes = _panels(len(envs), 4.2, 4.6)
     for ax, env in zip(axes[0], envs, strict=True):
         rows = summary[summary["env"] == env]
         cols = ["target_score", "score_mean", "dataset_best_score"]
@@ -82,16 +148,16 @@ def return_conditioning_figure(summary: pd.DataFrame) -> Figure:
             if len(best):
                 b = float(best.iloc[0])
                 ax.axvline(b, color=color, ls=":", lw=1)
-                ax.plot([b], [b], marker="*", ms=11, color=color, ls="none", label=f"best in data ({label})")
+                ax.plot([b], [b], marker="*", ms=11, color=color, ls="none")
+                ax.plot([], [], marker="*", ms=9, color="0.45", ls="none", label="best return in its data (its colour)")
         env_ids = ", ".join(sorted(rows["env_id"].unique()))
         ax.set_title(f"{env} ({env_ids})")
         ax.set_xlabel("target return (D4RL-normalised)")
         ax.set_ylabel("achieved return (D4RL-normalised)")
         ax.set_xlim(lo, hi)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="upper left")
-    fig.suptitle("Return conditioning (mean, 95% bootstrap CI)", fontsize=10)
-    fig.tight_layout()
+    _legend(fig, axes)
+    _suptitle(fig, "Return conditioning (mean, 95% bootstrap CI)")
     return fig
 
 
@@ -110,10 +176,12 @@ def return_distributions_figure(episodes: pd.DataFrame, summary: pd.DataFrame) -
     ok = episodes[episodes["status"] == Status.OK.value] if "status" in episodes else episodes
     envs = _env_order(summary["env"])
     colors = checkpoint_colors(list(summary["checkpoint"]))
-    fig, axes = plt.subplots(1, len(envs), figsize=(4.6 * len(envs), 4.2), squeeze=False)
+    fig, axes = _panels(len(envs), 4.6, 4.8)
     for ax, env in zip(axes[0], envs, strict=True):
         rows = summary[summary["env"] == env]
         labels = sorted(rows["checkpoint"].unique())
+        data_xs: list[float] = []
+        best_xs: list[float] = []
         span = rows["target_score"].max() - rows["target_score"].min()
         step = span / max(len(rows["target_score"].unique()) - 1, 1) if span > 0 else 10.0
         width = 0.5 * step / len(labels)
@@ -143,7 +211,7 @@ def return_distributions_figure(episodes: pd.DataFrame, summary: pd.DataFrame) -
                 for part in ("whiskers", "caps"):
                     for line in box[part]:
                         line.set(color=color)
-                ax.plot([], [], "s", color=color, alpha=0.6, label=f"achieved ({label})")
+                ax.plot([], [], "s", color=color, alpha=0.6, label=label)
             q = cell.iloc[0]
             if "dataset_return_median" in cell and np.isfinite(q.get("dataset_return_median", np.nan)):
                 env_id = q["env_id"]
@@ -163,23 +231,42 @@ def return_distributions_figure(episodes: pd.DataFrame, summary: pd.DataFrame) -
                     )
                 )
                 ax.hlines(stats5[2], x - width / 2, x + width / 2, color="k", lw=1)
-                ax.annotate(
-                    "training\ndata",
-                    (x, stats5[0]),
-                    xytext=(0, -4),
-                    textcoords="offset points",
-                    ha="center",
-                    va="top",
-                    fontsize=7,
-                    color=color,
-                )
-                ax.plot([], [], "s", mfc="white", mec=color, label=f"training data ({label})")
+                ax.plot([], [], "s", mfc="white", mec="0.3", label="hatched box: its training data's returns")
                 best = float(q["dataset_best_score"])
                 ax.axvspan(best, right + step * 0.5, color=color, alpha=0.07, lw=0)
                 ax.axvline(best, color=color, ls=":", lw=1)
-                ax.annotate(
-                    "targets beyond the data", (best, 0.02), xycoords=("data", "axes fraction"), fontsize=7, color="0.3"
-                )
+                data_xs.append(x)
+                best_xs.append(best)
+        # one vertical label per group, inside the panel: beside the first data line, and over the
+        # data boxes (each box is also in the legend); vertical text is narrow, so neither runs into
+        # the other nor out of the panel, however many checkpoints there are
+        if best_xs:
+            ax.annotate(
+                "targets beyond the data",
+                (min(best_xs), 0.03),
+                xycoords=("data", "axes fraction"),
+                xytext=(-2, 0),
+                textcoords="offset points",
+                rotation=90,
+                ha="right",
+                va="bottom",
+                fontsize=LEGEND_SIZE,
+                color="0.3",
+            )
+        if data_xs:
+            ax.annotate(
+                "training data",
+                (max(data_xs), 0.97),
+                xycoords=("data", "axes fraction"),
+                xytext=(4, 0),
+                textcoords="offset points",
+                rotation=90,
+                ha="left",
+                va="top",
+                fontsize=LEGEND_SIZE,
+                color="0.3",
+            )
+            ax.set_xlim(right=max(data_xs) + step * 0.6)
         lo, hi = ax.get_ylim()
         ax.plot([lo, hi], [lo, hi], color="0.55", ls="--", lw=1, label="oracle (y = x)")
         ax.set_ylim(lo, hi)
@@ -188,9 +275,8 @@ def return_distributions_figure(episodes: pd.DataFrame, summary: pd.DataFrame) -
         ax.set_xlabel("target return (D4RL-normalised); data at right")
         ax.set_ylabel("achieved return per episode (D4RL-normalised)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="upper left")
-    fig.suptitle("Achieved return per episode (box: quartiles, whiskers: 5-95%)", fontsize=10)
-    fig.tight_layout()
+    _legend(fig, axes)
+    _suptitle(fig, "Achieved return per episode (box: quartiles, whiskers: 5-95%)")
     return fig
 
 
@@ -207,7 +293,7 @@ def episode_length_figure(episodes: pd.DataFrame, summary: pd.DataFrame) -> Figu
     ok = episodes[episodes["status"] == Status.OK.value] if "status" in episodes else episodes
     envs = _env_order(summary["env"])
     colors = checkpoint_colors(list(summary["checkpoint"]))
-    fig, axes = plt.subplots(1, len(envs), figsize=(4.2 * len(envs), 3.6), squeeze=False)
+    fig, axes = _panels(len(envs), 4.2, 4.2)
     for ax, env in zip(axes[0], envs, strict=True):
         rows = summary[summary["env"] == env]
         for label, cell in rows.groupby("checkpoint", sort=True):
@@ -227,9 +313,8 @@ def episode_length_figure(episodes: pd.DataFrame, summary: pd.DataFrame) -> Figu
         ax.set_xlabel("target return (D4RL-normalised)")
         ax.set_ylabel("episode length (env steps)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="lower right")
-    fig.suptitle("Episode length against target (mean, 95% bootstrap CI)", fontsize=10)
-    fig.tight_layout()
+    _legend(fig, axes)
+    _suptitle(fig, "Episode length against target (mean, 95% bootstrap CI)")
     return fig
 
 
@@ -263,7 +348,7 @@ def learning_curve_figure(summary: pd.DataFrame, steps: dict[tuple[str, str], in
     envs = [e for e in _env_order(rows["env"]) if rows.loc[rows["env"] == e, "step"].nunique() >= 2]
     if not envs:
         return None
-    fig, axes = plt.subplots(1, len(envs), figsize=(4.6 * len(envs), 3.8), squeeze=False)
+    fig, axes = _panels(len(envs), 4.6, 4.4)
     for ax, env in zip(axes[0], envs, strict=True):
         cell = rows[rows["env"] == env]
         cmap = plt.get_cmap("viridis")
@@ -281,9 +366,8 @@ def learning_curve_figure(summary: pd.DataFrame, steps: dict[tuple[str, str], in
         ax.set_xlabel("training step")
         ax.set_ylabel("achieved return (normalised)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.suptitle("Learning curve: score of each Trainer checkpoint (mean, 95% CI)", fontsize=10)
-    fig.tight_layout()
+    _legend(fig, axes)
+    _suptitle(fig, "Learning curve: score of each Trainer checkpoint (mean, 95% CI)")
     return fig
 
 
@@ -350,7 +434,7 @@ def comparison_figure(table: pd.DataFrame, baseline: str, candidate: str) -> Fig
     """
     cells = table[table["level"] == "cell"]
     envs = _env_order(cells["env"])
-    fig, axes = plt.subplots(2, len(envs), figsize=(4.2 * len(envs), 6.4), squeeze=False, sharex="col")
+    fig, axes = _panels(len(envs), 4.2, 7.0, nrows=2, sharex="col")
     for col, env in enumerate(envs):
         rows = cells[cells["env"] == env]
         top, bottom = axes[0][col], axes[1][col]
@@ -370,15 +454,13 @@ def comparison_figure(table: pd.DataFrame, baseline: str, candidate: str) -> Fig
         top.set_title(env)
         top.set_ylabel("achieved return (normalised)")
         top.grid(alpha=0.3)
-        top.legend(fontsize=7, loc="upper left")
         bottom.axhline(0.0, color="0.55", ls="--", lw=1)
         bottom.set_xlabel("target return (D4RL-normalised)")
         bottom.set_ylabel("candidate - baseline (points)")
         bottom.grid(alpha=0.3)
-        bottom.legend(fontsize=7, loc="lower left")
+    _legend(fig, axes)
     conf = float(cells["confidence"].iloc[0]) if len(cells) else 0.95
-    fig.suptitle(f"Comparison (means with 95% CI; difference with its {100 * conf:.2f}% Bonferroni CI)", fontsize=10)
-    fig.tight_layout()
+    _suptitle(fig, f"Comparison (means with 95% CI; difference with its {100 * conf:.2f}% Bonferroni CI)")
     return fig
 
 

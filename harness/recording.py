@@ -136,15 +136,40 @@ def read_frames(path: Path) -> np.ndarray:
         reader.close()
 
 
+def label_lines(text: str, width: int, measure) -> list[str]:  # noqa: ANN001
+    """``text`` broken into lines no wider than ``width`` pixels (``measure(line)`` gives a width):
+    at spaces where it can, inside a word where one word alone is too wide; nothing is dropped.
+
+    >>> label_lines("target 3600 seed 14", 60, lambda s: 6 * len(s))
+    ['target', '3600 seed', '14']
+    """
+    lines: list[str] = []
+    for word in text.split(" "):
+        line = f"{lines[-1]} {word}" if lines else word
+        if lines and measure(line) <= width:
+            lines[-1] = line
+            continue
+        while measure(word) > width and len(word) > 1:  # a word wider than the tile: cut it
+            cut = max(1, max(i for i in range(1, len(word) + 1) if measure(word[:i]) <= width or i == 1))
+            lines.append(word[:cut])
+            word = word[cut:]
+        lines.append(word)
+    return lines
+
+
 def _label(frame: np.ndarray, text: str, dim: bool) -> np.ndarray:
+    """``frame`` with ``text`` on a black band at the top, wrapped to the tile's width (a long
+    checkpoint name must not run off the tile), dimmed when the episode has ended."""
     from PIL import Image, ImageDraw
 
     img = Image.fromarray(frame)
     if dim:
         img = Image.blend(img, Image.new("RGB", img.size, (0, 0, 0)), 0.45)
     draw = ImageDraw.Draw(img)
-    draw.rectangle([0, 0, img.size[0], 18], fill=(0, 0, 0))
-    draw.text((4, 3), text, fill=(255, 255, 255))
+    lines = label_lines(text, img.size[0] - 8, draw.textlength)
+    draw.rectangle([0, 0, img.size[0], 6 + 12 * len(lines)], fill=(0, 0, 0))
+    for i, line in enumerate(lines):
+        draw.text((4, 3 + 12 * i), line, fill=(255, 255, 255))
     return np.asarray(img)
 
 

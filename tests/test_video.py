@@ -2,6 +2,7 @@
 
 import importlib.util
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -84,3 +85,20 @@ def test_names_are_file_safe_and_carry_the_weights():
     name = video.video_name("hopper", "edbeeching/dt-hopper", 3600.0, 7, "abcdef0123456789", "fp32")
     assert name == "hopper_edbeeching-dt-hopper_abcdef012345_fp32_target3600_seed7.mp4"
     assert video.video_name("hopper", "edbeeching/dt-hopper", 3600.0, 7, "ffff", "fp32") != name  # other weights
+
+
+def test_tile_labels_stay_on_the_tile():
+    """Issue 24: a grid tile's label (a long checkpoint path, a target and a seed) wraps to the
+    tile's width instead of running off it; nothing of it is dropped."""
+    from PIL import Image, ImageDraw
+
+    from harness.recording import _label, label_lines
+
+    frame = np.full((96, 128, 3), 200, dtype=np.uint8)
+    text = "runs/walker2d-medium-replay/trainer/checkpoint-14000 target 4500 seed 1014 (ended)"
+    draw = ImageDraw.Draw(Image.fromarray(frame))
+    lines = label_lines(text, 120, draw.textlength)
+    assert len(lines) > 1 and all(draw.textlength(line) <= 120 for line in lines)
+    assert " ".join(lines).replace(" ", "") == text.replace(" ", "")
+    out = _label(frame, text, dim=True)
+    assert out.shape == frame.shape and (out[: 6 + 12 * len(lines) - 1, 0] == 0).all()
