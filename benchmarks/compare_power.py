@@ -1,4 +1,4 @@
-"""Does ``harness.compare`` see a real drop, and only a real one?
+"""Does ``harness.commands.compare`` see a real drop, and only a real one?
 
 The embedded walker2d at targets 2500 and 4500 (the issue's grid), ``--episodes`` each (16):
 
@@ -32,12 +32,12 @@ import pandas as pd
 import torch
 from safetensors.torch import load_file, save_file
 
-from harness import compare, sweep
-from harness.checkpoints import EMBEDDED_DIR
-from harness.comparison import compare as compare_frames
-from harness.comparison import pair_checkpoints
-from harness.policy import DTPolicy
-from harness.provenance import machine, versions
+from harness.analysis.comparison import compare as compare_frames
+from harness.analysis.comparison import pair_checkpoints
+from harness.commands import compare, sweep
+from harness.core.provenance import machine, versions
+from harness.engine.policy import DTPolicy
+from harness.io.checkpoints import EMBEDDED_DIR
 
 OUT = Path(__file__).resolve().parents[1] / "results" / "benchmarks" / "compare_power"
 HEAD = "predict_action.0"

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 
-from harness.checkpoints import HUB_TABLE, embedded_names, load_checkpoint
+from harness.io.checkpoints import HUB_TABLE, embedded_names, load_checkpoint
 
 # observation index of the torso's forward velocity and height (Gymnasium v4, positions without x)
 VELOCITY = {"hopper": 5, "walker2d": 8, "halfcheetah": 8}

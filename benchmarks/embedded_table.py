@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import json
 
-from harness.checkpoints import EMBEDDED_DIR, embedded_names
-from harness.envs import resolve_env
+from harness.io.checkpoints import EMBEDDED_DIR, embedded_names
+from harness.world.envs import resolve_env
 
 
 def main() -> None:

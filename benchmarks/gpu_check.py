@@ -6,7 +6,7 @@ Run through ``benchmarks/gpu_check.sh`` on a machine with an NVIDIA GPU (under 5
    forward on CPU, on random padded windows of a Hub-size model; and the same episodes run on
    CUDA and on CPU (Hopper, 8 episodes: returns and lengths);
 2. throughput: HalfCheetah-v4 episodes of ``--episode-steps`` steps, model on CUDA, for
-   num_envs 64..4096 and env-workers 1..16 (``harness.vector.ShardedVectorEnv``), fp32 and bf16.
+   num_envs 64..4096 and env-workers 1..16 (``harness.world.vector.ShardedVectorEnv``), fp32 and bf16.
 
 Writes ``<out>/gpu_check.csv`` (one row per grid point) and ``gpu_check.json`` (exactness,
 device, versions).
@@ -42,13 +42,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from transformers.utils import logging as hf_logging
 
-    from harness.checkpoints import load_checkpoint
-    from harness.context import Window
-    from harness.fast import FastActionHead
-    from harness.policy import DTPolicy
-    from harness.provenance import machine as _machine
-    from harness.provenance import versions as _versions
-    from harness.rollout import EpisodeSpec, run_episodes
+    from harness.core.provenance import machine as _machine
+    from harness.core.provenance import versions as _versions
+    from harness.engine.context import Window
+    from harness.engine.fast import FastActionHead
+    from harness.engine.policy import DTPolicy
+    from harness.engine.rollout import EpisodeSpec, run_episodes
+    from harness.io.checkpoints import load_checkpoint
 
     hf_logging.set_verbosity_error()
     torch.backends.cuda.matmul.allow_tf32 = False
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     eps = [EpisodeSpec(t, 100 + i, i) for i, t in enumerate([500.0, 1500.0, 2500.0, 3500.0] * 2)]
     from transformers import DecisionTransformerConfig, DecisionTransformerModel
 
-    from harness.checkpoints import save_checkpoint
+    from harness.io.checkpoints import save_checkpoint
 
     torch.manual_seed(1)
     hop = save_checkpoint(
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     # harness states what holds with cuBLAS's fixed workspace (CUBLAS_WORKSPACE_CONFIG, set by
     # gpu_check.sh before CUDA starts) and deterministic algorithms: the same episodes twice, with
     # 8 and with 3 slots, and the start-up self-check (every position of a 256-window block)
-    from harness.policy import batch_invariance_check
+    from harness.engine.policy import batch_invariance_check
 
     torch.use_deterministic_algorithms(True)
     gpol = DTPolicy(load_checkpoint(str(hop), device="cuda"), device="cuda")

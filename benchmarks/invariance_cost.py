@@ -20,10 +20,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from harness.checkpoints import load_checkpoint
-from harness.context import Window
-from harness.fast import FastActionHead
-from harness.provenance import machine, versions
+from harness.core.provenance import machine, versions
+from harness.engine.context import Window
+from harness.engine.fast import FastActionHead
+from harness.io.checkpoints import load_checkpoint
 
 OUT = Path(__file__).resolve().parents[1] / "results" / "benchmarks"
 

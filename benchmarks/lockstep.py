@@ -14,10 +14,10 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from harness.context import ContextWindow
-from harness.envs import make_vector_env
-from harness.policy import DTPolicy
-from harness.rollout import EpisodeSpec
+from harness.engine.context import ContextWindow
+from harness.engine.policy import DTPolicy
+from harness.engine.rollout import EpisodeSpec
+from harness.world.envs import make_vector_env
 
 
 def run_lockstep(

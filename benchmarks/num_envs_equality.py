@@ -1,6 +1,6 @@
 """Same rows whatever ``--num-envs``: the embedded hopper at 2 targets x 12 episodes, fp32 and bf16.
 
-Runs :func:`harness.evaluate.evaluate` with ``num_envs`` 4, 7 and 24 (the case an AMD EPYC
+Runs :func:`harness.engine.evaluate.evaluate` with ``num_envs`` 4, 7 and 24 (the case an AMD EPYC
 reported 20 of 24 episodes differing for before batch invariance was built in) and counts the
 episodes whose return or length differ from the ``num_envs=4`` run, bit for bit.
 
@@ -13,9 +13,9 @@ import json
 import sys
 from pathlib import Path
 
-from harness.checkpoints import load_checkpoint
-from harness.evaluate import evaluate
-from harness.provenance import machine, machine_line, versions
+from harness.core.provenance import machine, machine_line, versions
+from harness.engine.evaluate import evaluate
+from harness.io.checkpoints import load_checkpoint
 
 OUT = Path(__file__).resolve().parents[1] / "results" / "benchmarks" / "num_envs_equality.json"
 

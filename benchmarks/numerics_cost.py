@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.provenance import machine, machine_line, versions
+from harness.core.provenance import machine, machine_line, versions
 
 OUT = Path(__file__).resolve().parents[1] / "results" / "benchmarks"
 MODES = ("native", "local", "pinned")
@@ -34,7 +34,7 @@ def one_run(mode: str, out: Path) -> tuple[float, float]:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     subprocess.run(
-        [sys.executable, "-m", "harness.sweep", *SWEEP, "--numerics", mode, "--out", str(out)],
+        [sys.executable, "-m", "harness.commands.sweep", *SWEEP, "--numerics", mode, "--out", str(out)],
         check=True,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

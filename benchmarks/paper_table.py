@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.provenance import machine_line
+from harness.core.provenance import machine_line
 
 ROOT = Path(__file__).resolve().parents[1]
 PUBLISHED = ROOT / "harness" / "resources" / "published_scores.json"

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import torch
 
-from harness.checkpoints import load_checkpoint
-from harness.envs import resolve_env
-from harness.policy import DTPolicy
-from harness.provenance import machine, machine_line, versions
-from harness.rollout import EpisodeSpec, run_episodes
+from harness.core.provenance import machine, machine_line, versions
+from harness.engine.policy import DTPolicy
+from harness.engine.rollout import EpisodeSpec, run_episodes
+from harness.io.checkpoints import load_checkpoint
+from harness.world.envs import resolve_env
 
 OUT = Path(__file__).resolve().parents[1] / "results" / "benchmarks" / "profile_rollout.json"
 

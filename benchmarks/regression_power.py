@@ -1,4 +1,4 @@
-"""Power and false-alarm rate of the regression gate's statistical mode (``harness.regression``).
+"""Power and false-alarm rate of the regression gate's statistical mode (``harness.commands.regression``).
 
 Runs the gate's fixed sweep (3 targets x 3 envs, ``--episodes`` per cell, seeds 1000+k) for:
 
@@ -30,10 +30,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from harness import regression
-from harness.checkpoints import Checkpoint, load_checkpoint
-from harness.comparison import compare, pair_checkpoints
-from harness.provenance import machine, versions
+from harness.analysis.comparison import compare, pair_checkpoints
+from harness.commands import regression
+from harness.core.provenance import machine, versions
+from harness.io.checkpoints import Checkpoint, load_checkpoint
 
 OUT = Path(__file__).resolve().parents[1] / "results" / "benchmarks" / "regression_power"
 HEAD = "predict_action.0"

@@ -25,14 +25,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.provenance import machine, machine_line, versions
+from harness.core.provenance import machine, machine_line, versions
 
 OUT = Path(__file__).resolve().parents[1] / "results" / "benchmarks" / "same_rows.json"
 BASE = ["--envs", "hopper", "--targets", "1000", "2500", "--episodes", "12", "--seed", "3", "--no-progress"]
 
 
 def sweep(out: Path, mode: str, *extra: str, kill_after: int | None = None) -> pd.DataFrame:
-    cmd = [sys.executable, "-m", "harness.sweep", *BASE, "--numerics", mode, "--out", str(out), *extra]
+    cmd = [sys.executable, "-m", "harness.commands.sweep", *BASE, "--numerics", mode, "--out", str(out), *extra]
     env = os.environ | {"OMP_NUM_THREADS": "2"}
     if kill_after is not None:
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -33,7 +33,9 @@ def main() -> int:
         out = tmp / name
         t0 = time.perf_counter()
         proc = subprocess.run(
-            [sys.executable, "-m", "harness.sweep", *base, *extra, "--out", str(out)], capture_output=True, text=True
+            [sys.executable, "-m", "harness.commands.sweep", *base, *extra, "--out", str(out)],
+            capture_output=True,
+            text=True,
         )
         wall = time.perf_counter() - t0
         if proc.returncode != 0:

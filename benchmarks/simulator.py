@@ -7,7 +7,7 @@ finished slots reset at once, in one process, interleaved over ``--rounds`` roun
   on each ``MjData`` in a Python loop): the floor;
 - ``gymnasium``: the slots as Gymnasium envs (``--simulator gymnasium``: wrappers, checker,
   GuardedEnv, per-env observation and reward);
-- ``batched``: :class:`harness.mjbatch.MujocoBatch` on one thread (the default), and on
+- ``batched``: :class:`harness.world.mjbatch.MujocoBatch` on one thread (the default), and on
   ``--threads`` threads (wall time: threads only pay with free cores).
 
     python benchmarks/simulator.py [--env-id Hopper-v4] [--slots 64] [--threads 2]
@@ -26,9 +26,9 @@ import mujoco
 import numpy as np
 import pandas as pd
 
-from harness.mjbatch import MujocoBatch
-from harness.provenance import machine, machine_line, versions
-from harness.vector import SlotVectorEnv
+from harness.core.provenance import machine, machine_line, versions
+from harness.world.mjbatch import MujocoBatch
+from harness.world.vector import SlotVectorEnv
 
 OUT = Path(__file__).resolve().parents[1] / "results" / "benchmarks"
 

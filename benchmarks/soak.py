@@ -1,7 +1,7 @@
 """Soak test: thousands of short episodes through the real sweep; memory stays flat, none is lost.
 
 A tiny random-init hopper checkpoint (it falls within a few dozen steps) runs
-``--episodes`` episodes at each of ``--targets`` targets through :func:`harness.sweep.run_sweep`
+``--episodes`` episodes at each of ``--targets`` targets through :func:`harness.commands.sweep.run_sweep`
 (crash-safe log included). A thread samples the process's resident memory every 0.1 s. The run
 passes when, over the phase that runs episodes (until ``episodes.csv`` holds them all), the
 peak RSS of its last quarter exceeds that of its first quarter by less than 5%, and
@@ -30,10 +30,10 @@ import torch
 from transformers import DecisionTransformerConfig, DecisionTransformerModel
 from transformers.utils import logging as hf_logging
 
-from harness.checkpoints import save_checkpoint
-from harness.provenance import machine as _machine
-from harness.provenance import versions as _versions
-from harness.sweep import SweepConfig, run_sweep
+from harness.core.provenance import machine as _machine
+from harness.core.provenance import versions as _versions
+from harness.io.checkpoints import save_checkpoint
+from harness.running.runner import SweepConfig, run_sweep
 
 
 def rss_mb() -> float:

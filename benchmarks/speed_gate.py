@@ -42,11 +42,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from harness.checkpoints import load_checkpoint
-from harness.policy import DTPolicy
-from harness.provenance import machine, machine_line, versions
-from harness.reference import run_reference_episode
-from harness.rollout import EpisodeSpec, run_episodes
+from harness.core.provenance import machine, machine_line, versions
+from harness.engine.policy import DTPolicy
+from harness.engine.reference import run_reference_episode
+from harness.engine.rollout import EpisodeSpec, run_episodes
+from harness.io.checkpoints import load_checkpoint
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from throughput import ENV_ID, TARGET, hub_size_checkpoint  # noqa: E402

@@ -21,11 +21,11 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from harness.checkpoints import load_checkpoint
-from harness.envs import quiet_construction
-from harness.policy import DTPolicy
-from harness.provenance import machine, versions
-from harness.rollout import EpisodeSpec, run_episodes
+from harness.core.provenance import machine, versions
+from harness.engine.policy import DTPolicy
+from harness.engine.rollout import EpisodeSpec, run_episodes
+from harness.io.checkpoints import load_checkpoint
+from harness.world.envs import quiet_construction
 
 OUT = Path(__file__).resolve().parents[1] / "results" / "diagnostics"
 

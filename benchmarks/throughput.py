@@ -61,7 +61,7 @@ def hub_size_checkpoint(folder: Path, seed: int = 0) -> Path:
     """Write a random-init checkpoint of the published checkpoints' architecture."""
     from transformers import DecisionTransformerConfig, DecisionTransformerModel
 
-    from harness.checkpoints import save_checkpoint
+    from harness.io.checkpoints import save_checkpoint
 
     torch.manual_seed(seed)
     cfg = DecisionTransformerConfig(state_dim=17, act_dim=6, hidden_size=128, n_layer=3, n_head=1, max_ep_len=1000)
@@ -125,10 +125,10 @@ def measure(job: dict) -> dict:
     """Run one job in this process; returns env-steps, seconds and peak RSS."""
     from transformers.utils import logging as hf_logging
 
-    from harness.checkpoints import load_checkpoint
-    from harness.policy import DTPolicy
-    from harness.reference import run_reference_episode
-    from harness.rollout import EpisodeSpec, run_episodes
+    from harness.engine.policy import DTPolicy
+    from harness.engine.reference import run_reference_episode
+    from harness.engine.rollout import EpisodeSpec, run_episodes
+    from harness.io.checkpoints import load_checkpoint
 
     sys.path.insert(0, str(HERE))
     from lockstep import run_lockstep
@@ -247,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     extra: dict = {}
     if not args.quick:
         extra = _memory_and_scaling(base, args.out, log, args.memory_steps, args.scaling_episodes)
-    from harness.provenance import machine as _machine
+    from harness.core.provenance import machine as _machine
 
     meta = {
         "command": " ".join(["python benchmarks/throughput.py", *(sys.argv[1:] if argv is None else argv)]),

@@ -17,8 +17,8 @@ import torch
 from transformers import DecisionTransformerConfig, DecisionTransformerModel
 from transformers.utils import logging as hf_logging
 
-from harness.checkpoints import save_checkpoint
-from harness.envs import FAMILIES, resolve_env
+from harness.io.checkpoints import save_checkpoint
+from harness.world.envs import FAMILIES, resolve_env
 
 
 def main(argv: list[str] | None = None) -> int:

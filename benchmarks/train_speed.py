@@ -1,6 +1,6 @@
 """Training cost: the collator per batch against the model step, and bf16 autocast against fp32.
 
-Trains the same seed for ``--steps`` steps twice with ``harness.train`` (fp32, then bf16 autocast)
+Trains the same seed for ``--steps`` steps twice with ``harness.commands.train`` (fp32, then bf16 autocast)
 on one dataset, and times ``WindowCollator.sample(64)`` alone. Ratios are measured in one run.
 
     python benchmarks/train_speed.py --data data/hopper-handover.parquet --env hopper --steps 300
@@ -23,9 +23,9 @@ import numpy as np
 import pandas as pd
 from transformers.utils import logging as hf_logging
 
-from harness.data import OfflineDataset
-from harness.provenance import machine as _machine
-from harness.train import TrainConfig, WindowCollator, train
+from harness.commands.train import TrainConfig, WindowCollator, train
+from harness.core.provenance import machine as _machine
+from harness.io.data import OfflineDataset
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,37 +1,9 @@
-"""Tile one env's recorded episodes into a grid video: ``python -m harness.video RUN --env hopper``.
-
-Recording and tiling live in :mod:`harness.recording`; the sweep records with ``--video N``.
-"""
-
-from __future__ import annotations
+"""``python -m harness.video`` (kept for scripts written before ``harness video``): runs
+:mod:`harness.commands.video`, where the command lives."""
 
 import sys
-from pathlib import Path
 
-from harness.cli import Parser, run
-from harness.recording import check_renderer, grid_for_env, read_frames, record, require_encoder, tile, video_name
-
-__all__ = ["check_renderer", "grid_for_env", "read_frames", "record", "require_encoder", "tile", "video_name", "main"]
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Command line (exit 0, or 2 on bad input)."""
-    p = Parser(
-        prog="python -m harness.video",
-        description="Tile one env's recorded episodes into a grid video (a column per target, a row per episode).",
-    )
-    p.add_argument("run", type=Path, help="a sweep folder made with --video N")
-    p.add_argument("--env", required=True, help="short env name (hopper, walker2d, halfcheetah)")
-    p.add_argument("--checkpoint", default=None, help="checkpoint label (default: the first recorded)")
-    p.add_argument("--out", type=Path, default=None, help="MP4 to write (default: RUN/videos/<env>_grid.mp4)")
-    args = p.parse_args(argv)
-
-    def body() -> int:
-        print(grid_for_env(args.run, args.env, args.checkpoint, args.out))
-        return 0
-
-    return run(body)
-
+from harness.commands.video import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -12,7 +12,7 @@ from transformers import DecisionTransformerConfig, DecisionTransformerModel
 from transformers.utils import logging as hf_logging
 
 # importing harness pins the numerics (harness/numerics.py); torch has run no kernel before this line
-from harness.checkpoints import DatasetSummary, save_checkpoint
+from harness.io.checkpoints import DatasetSummary, save_checkpoint
 
 torch.set_num_threads(1)
 hf_logging.set_verbosity_error()

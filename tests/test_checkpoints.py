@@ -9,9 +9,9 @@ import pytest
 import torch
 from transformers import DecisionTransformerModel
 
-from harness.checkpoints import DatasetSummary, hub_table, load_checkpoint
-from harness.envs import resolve_env
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
+from harness.io.checkpoints import DatasetSummary, hub_table, load_checkpoint
+from harness.world.envs import resolve_env
 
 from .conftest import TINY_DATASET, make_checkpoint
 

@@ -9,8 +9,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness import plot, sweep
-from harness.sweep import EPISODE_COLUMNS, SUMMARY_COLUMNS, evaluate
+from harness.commands import plot, sweep
+from harness.core.schema import EPISODE_COLUMNS, SUMMARY_COLUMNS
+from harness.engine.evaluate import evaluate
 
 from .conftest import make_checkpoint
 
@@ -19,7 +20,7 @@ HUB_ID = "edbeeching/decision-transformer-gym-hopper-medium"
 
 def run_cli(*args, env=None, cwd=None):
     return subprocess.run(
-        [sys.executable, "-m", "harness.sweep", *map(str, args)],
+        [sys.executable, "-m", "harness.commands.sweep", *map(str, args)],
         capture_output=True,
         text=True,
         timeout=300,
@@ -71,7 +72,7 @@ def test_smoke_three_envs(tmp_path, tiny_checkpoints):
     assert meta["arguments"]["episodes"] == 3 and meta["versions"]["torch"]
     assert meta["env_steps"] == episodes["length"].sum() and meta["env_steps_per_s"] > 0
     assert {"sha", "dirty"} <= set(meta["git"]) and meta["machine"]["cpu_count"]
-    assert meta["command"].startswith("python -m harness.sweep --envs hopper")
+    assert meta["command"].startswith("harness sweep --envs hopper")
     for ext in ("png", "svg"):
         assert (out / f"return_conditioning.{ext}").stat().st_size > 1000
     assert "hopper" in proc.stdout and "score" in proc.stdout
@@ -219,7 +220,7 @@ def test_bad_input_is_one_line_exit_2(tmp_path, tiny_checkpoints, broken, capsys
 
 
 def test_no_checkpoint_says_which_option(capsys, tmp_path, monkeypatch):
-    monkeypatch.setattr("harness.runner.embedded_names", lambda: [])
+    monkeypatch.setattr("harness.running.runner.embedded_names", lambda: [])
     code, err = call_main(["--envs", "hopper", "--out", tmp_path / "o"], capsys)
     assert code == 2 and "pass --checkpoint hopper=FOLDER_OR_HUB_ID" in err
 

@@ -4,10 +4,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness import compare as compare_cli
-from harness import sweep
-from harness.comparison import difference_ci, probability_of_improvement
-from harness.schema import EPISODE_COLUMNS
+from harness.analysis.comparison import probability_of_improvement
+from harness.commands import compare as compare_cli
+from harness.commands import sweep
+from harness.core.schema import EPISODE_COLUMNS
+from harness.core.stats import bootstrap_difference_ci as difference_ci
 
 R_RANDOM, R_EXPERT = -20.272305, 3234.3  # D4RL hopper
 

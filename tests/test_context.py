@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from harness.context import ContextWindow
+from harness.engine.context import ContextWindow
 
 
 def naive_window(history: list[tuple[np.ndarray, float, int, np.ndarray]], k: int, sd: int, ad: int):

@@ -5,10 +5,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness import collect
-from harness.data import OfflineDataset
-from harness.envs import resolve_env
-from harness.errors import HarnessError
+from harness.commands import collect
+from harness.core.errors import HarnessError
+from harness.io.data import OfflineDataset
+from harness.world.envs import resolve_env
 
 BEHAVIOR = Path(__file__).resolve().parents[2] / "shared" / "behavior"
 
@@ -134,7 +134,9 @@ def test_handover_and_takeover_switch_once(handover, takeover):
 def test_cli_flags_reach_the_rollout(tmp_path, monkeypatch):
     """--takeover and --action-scale change what is collected (they were once parsed and dropped)."""
     env = resolve_env("halfcheetah")
-    monkeypatch.setattr("harness.behavior.load_agent", lambda *_: lambda obs: np.full((len(obs), env.act_dim), 0.8))
+    monkeypatch.setattr(
+        "harness.offline.behavior.load_agent", lambda *_: lambda obs: np.full((len(obs), env.act_dim), 0.8)
+    )
     out = tmp_path / "d.parquet"
     argv = ["--env", "halfcheetah", "--algos", "sac", "--transitions-per-source", "2000", "--num-envs", "2"]
     assert collect.main([*argv, "--takeover", "1", "--action-scale", "0.5", "--out", str(out)]) == 0
@@ -165,7 +167,7 @@ def test_tilt_starts_episodes_pitched_at_rest(tmp_path, monkeypatch):
     again = collect.rollout_source(env, constant, 0.0, 6000, seed=1, num_envs=2, tilt=0.5)
     assert all(np.array_equal(a["observations"], b["observations"]) for a, b in zip(mixed, again, strict=True))
     # the CLI passes it through and checks it
-    monkeypatch.setattr("harness.behavior.load_agent", lambda *_: constant)
+    monkeypatch.setattr("harness.offline.behavior.load_agent", lambda *_: constant)
     argv = ["--env", "halfcheetah", "--algos", "sac", "--transitions-per-source", "1000", "--num-envs", "2"]
     assert collect.main([*argv, "--tilt", "1", "--tilt-range", "0.7", "0.8", "--out", str(tmp_path / "t.parquet")]) == 0
     ds = OfflineDataset.from_parquet(tmp_path / "t.parquet")

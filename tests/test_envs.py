@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from harness.envs import FAMILIES, make_vector_env, resolve_env
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
+from harness.world.envs import FAMILIES, make_vector_env, resolve_env
 
 
 @pytest.mark.parametrize(

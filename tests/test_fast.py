@@ -5,11 +5,11 @@ import pytest
 import torch
 from transformers import DecisionTransformerConfig, DecisionTransformerModel
 
-from harness.checkpoints import load_checkpoint
-from harness.context import Window
-from harness.fast import FastActionHead
-from harness.policy import DTPolicy
-from harness.rollout import EpisodeSpec, run_episodes
+from harness.engine.context import Window
+from harness.engine.fast import FastActionHead
+from harness.engine.policy import DTPolicy
+from harness.engine.rollout import EpisodeSpec, run_episodes
+from harness.io.checkpoints import load_checkpoint
 
 from .conftest import make_checkpoint
 
@@ -193,7 +193,7 @@ def test_episodes_are_bit_equal_across_num_envs(tmp_path):
 def test_start_up_self_check(tmp_path):
     """metadata.json's batch_invariant comes from this check: True for the shipped policy, False
     for one whose small batches round differently (the mutation it exists to catch)."""
-    from harness.policy import batch_invariance_check
+    from harness.engine.policy import batch_invariance_check
 
     ckpt = load_checkpoint(str(make_checkpoint(tmp_path / "m", "Hopper-v4", hidden=32, n_layer=2, context_length=8)))
 
@@ -272,7 +272,7 @@ def test_start_up_self_check_sees_row_positions(tmp_path, monkeypatch):
     """The self-check puts probes at every position of a block: it fails under the odd-row mutation
     (which leaves every window's action alone unchanged: the old check of 6 scattered rows passed
     whenever the probes happened to land on even rows) and names the positions."""
-    from harness.policy import batch_invariance_check
+    from harness.engine.policy import batch_invariance_check
 
     ckpt = load_checkpoint(str(make_checkpoint(tmp_path / "m", "Hopper-v4", hidden=32, n_layer=2, context_length=8)))
     policy = DTPolicy(ckpt)

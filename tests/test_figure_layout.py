@@ -14,10 +14,10 @@ import pytest
 from matplotlib.figure import Figure
 from matplotlib.text import Text
 
-from harness import figures
-from harness.data import DatasetSummary
-from harness.envs import resolve_env
-from harness.summary import summarize
+from harness.analysis import figures
+from harness.analysis.summary import summarize
+from harness.io.data import DatasetSummary
+from harness.world.envs import resolve_env
 
 ENVS = ["hopper", "walker2d", "halfcheetah"]
 

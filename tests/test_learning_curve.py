@@ -12,11 +12,11 @@ import pytest
 import torch
 from transformers import DecisionTransformerConfig, DecisionTransformerModel, Trainer, TrainingArguments
 
-from harness import compare, sweep
-from harness.checkpoints import expand_spec, load_checkpoint
-from harness.comparison import best_vs_last
-from harness.data import load_source, statistics_from
-from harness.errors import HarnessError
+from harness.analysis.comparison import best_vs_last
+from harness.commands import compare, sweep
+from harness.core.errors import HarnessError
+from harness.io.checkpoints import expand_spec, load_checkpoint
+from harness.io.data import load_source, statistics_from
 
 
 class TutorialDT(DecisionTransformerModel):

@@ -4,9 +4,9 @@ and truncations over whole episodes, every task, v4 and v5, with slots at differ
 import numpy as np
 import pytest
 
-from harness.envs import make_env
-from harness.mjbatch import SUPPORTED, MujocoBatch
-from harness.schema import Status
+from harness.core.schema import Status
+from harness.world.envs import make_env
+from harness.world.mjbatch import SUPPORTED, MujocoBatch
 
 
 def gym_episode(env_id: str, seed: int, actions: np.ndarray, limit: int):
@@ -77,9 +77,9 @@ def test_unsupported_id():
 @pytest.mark.parametrize("env_id", ["Hopper-v4", "Walker2d-v5", "HalfCheetah-v4"])
 def test_rollouts_equal_with_either_simulator(tmp_path, env_id):
     """Whole rollouts of a tiny model (slot refills, idle slots): same actions and returns."""
-    from harness.checkpoints import load_checkpoint
-    from harness.policy import DTPolicy
-    from harness.rollout import EpisodeSpec, run_episodes
+    from harness.engine.policy import DTPolicy
+    from harness.engine.rollout import EpisodeSpec, run_episodes
+    from harness.io.checkpoints import load_checkpoint
 
     from .conftest import make_checkpoint
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import numerics
+from harness.core import numerics
 
 ROOT = Path(__file__).resolve().parents[1]
 X86_AVX2 = platform.machine() in ("x86_64", "AMD64") and "avx2" in Path("/proc/cpuinfo").read_text()
@@ -30,7 +30,7 @@ def fresh(code: str, **env: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-STATE = "import json; from harness import numerics; print(json.dumps(numerics.state()))"
+STATE = "import json; from harness.core import numerics; print(json.dumps(numerics.state()))"
 
 
 @needs_x86
@@ -45,10 +45,11 @@ def test_modes_from_the_environment_and_switched_before_the_first_kernel():
     s = fresh("import harness\n" + STATE, HARNESS_NUMERICS="native")
     assert s["mode"] == "native" and s["in_force"] and not s["portable"] and s["mkl_cbwr"] == "OFF"
     # the command line's --numerics: applied after the imports, before any kernel
-    s = fresh("import harness.runner, json; from harness import numerics; print(json.dumps(numerics.apply('local')))")
+    code = "import harness.running.runner, json; from harness.core import numerics; "
+    s = fresh(code + "print(json.dumps(numerics.apply('local')))")
     assert (s["mode"], s["in_force"], s["mkl_cbwr"]) == ("local", True, "AUTO,STRICT")
     assert s["torch_cpu_capability"] != "AVX2" or "avx512" not in Path("/proc/cpuinfo").read_text()
-    s = fresh("import harness, json; from harness import numerics; print(json.dumps(numerics.apply('pinned')))")
+    s = fresh("import harness, json; from harness.core import numerics; print(json.dumps(numerics.apply('pinned')))")
     assert s["in_force"] and s["mkl_cbwr"] == "COMPATIBLE,STRICT"
 
 
@@ -66,8 +67,8 @@ def test_children_inherit_the_mode():
     """loky, Dask and Ray workers on this machine start from this process's environment."""
     code = (
         "import harness, json, subprocess, sys\n"
-        "from harness import numerics\nnumerics.apply('local')\n"
-        "print(subprocess.run([sys.executable, '-c', 'import json, torch; from harness import numerics; "
+        "from harness.core import numerics\nnumerics.apply('local')\n"
+        "print(subprocess.run([sys.executable, '-c', 'import json, torch; from harness.core import numerics; "
         "print(json.dumps(numerics.state()))'], capture_output=True, text=True).stdout.strip())"
     )
     s = fresh(code)
@@ -77,11 +78,11 @@ def test_children_inherit_the_mode():
 def test_a_worker_that_cannot_hold_the_mode_refuses(monkeypatch, tiny_checkpoints):
     """A worker on another architecture (or whose torch ran first) raises instead of returning rows
     that could differ from the other workers'; ``--allow-batch-dependence`` lets it run."""
-    from harness import parallel
-    from harness.errors import HarnessError
+    from harness.core.errors import HarnessError
+    from harness.running import parallel
 
     ckpt = str(tiny_checkpoints["hopper"])
-    from harness.checkpoints import load_checkpoint
+    from harness.io.checkpoints import load_checkpoint
 
     fp = load_checkpoint(ckpt).fingerprint()
     cell = dict(env_id="Hopper-v4", checkpoint=ckpt, fingerprint=fp, target=100.0, episodes=(0,), seed=0)
@@ -96,7 +97,7 @@ def test_a_worker_that_cannot_hold_the_mode_refuses(monkeypatch, tiny_checkpoint
 def test_regression_platform_names_the_mode_not_the_cpu(monkeypatch):
     """Under pinned numerics the exact gate's platform holds no CPU model (it runs on any x86-64
     CPU with AVX2); in any other mode it names the CPU again."""
-    from harness import regression
+    from harness.commands import regression
 
     pinned = {"mode": "pinned", "mkl_cbwr": "COMPATIBLE,STRICT", "torch_cpu_capability": "AVX2"}
     monkeypatch.setattr(regression.numerics, "state", lambda: pinned | {"in_force": True, "portable": True})

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import sweep
-from harness.data import DatasetSummary
+from harness.commands import sweep
+from harness.io.data import DatasetSummary
 
 from .conftest import make_checkpoint
 

@@ -5,7 +5,8 @@ import importlib.util
 import pandas as pd
 import pytest
 
-from harness import parallel, runner, sweep
+from harness.commands import sweep
+from harness.running import parallel, runner
 
 from .conftest import make_checkpoint
 
@@ -119,9 +120,9 @@ def test_env_workers_give_the_same_episodes(ckpts, sequential, tmp_path):
 def test_sharded_env_keeps_failures_inside_episodes(tmp_path):
     """Crashes and unstable states in worker processes reach the rollout as statuses, and the
     episodes equal those of the in-process vector env."""
-    from harness.checkpoints import load_checkpoint
-    from harness.policy import DTPolicy
-    from harness.rollout import EpisodeSpec, run_episodes
+    from harness.engine.policy import DTPolicy
+    from harness.engine.rollout import EpisodeSpec, run_episodes
+    from harness.io.checkpoints import load_checkpoint
 
     from .fake_env import FAULTY_ID, FaultyEnv
 

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness import regression
-from harness.checkpoints import embedded_names, load_checkpoint
+from harness.commands import regression
+from harness.io.checkpoints import embedded_names, load_checkpoint
 
 SHIPPED = not (set(regression.TARGETS) - set(embedded_names()))
 needs_embedded = pytest.mark.skipif(not SHIPPED, reason="embedded checkpoints not shipped")

@@ -13,7 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from harness import sweep
+from harness.commands import sweep
 
 from .conftest import make_checkpoint
 
@@ -40,7 +40,7 @@ def sweep_args(ckpt: Path, out: Path, episodes: int = 60, *extra: str) -> list[s
 
 def start(args: list[str], cwd: Path | None = None) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "harness.sweep", *args],
+        [sys.executable, "-m", "harness.commands.sweep", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -87,7 +87,7 @@ def test_sigkill_midway_then_resume_equals_uninterrupted(tmp_path, slow_ckpt):
     assert len(partial) >= 20
 
     resumed = subprocess.run(
-        [sys.executable, "-m", "harness.sweep", *sweep_args(slow_ckpt, out)], capture_output=True, text=True
+        [sys.executable, "-m", "harness.commands.sweep", *sweep_args(slow_ckpt, out)], capture_output=True, text=True
     )
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming" in resumed.stderr or "resuming" in resumed.stdout or len(partial) == 0
@@ -196,7 +196,7 @@ def test_nothing_is_written_outside_out(tmp_path):
     work.mkdir()
     before = {p for p in tmp_path.rglob("*")}
     proc = subprocess.run(
-        [sys.executable, "-m", "harness.sweep", *sweep_args(ckpt, work / "out", 2)],
+        [sys.executable, "-m", "harness.commands.sweep", *sweep_args(ckpt, work / "out", 2)],
         cwd=work,
         capture_output=True,
         text=True,
@@ -210,8 +210,8 @@ def test_nothing_is_written_outside_out(tmp_path):
 def test_overwrite_removes_every_figure_and_the_videos(tmp_path):
     """--overwrite leaves nothing of the old sweep: all figures (PNG and SVG) and videos/
     (a later --video run must never link another sweep's MP4s)."""
-    from harness.results import held, resume_or_refuse
-    from harness.schema import RESULT_FILES, VIDEO_DIR, figure_files
+    from harness.core.schema import RESULT_FILES, VIDEO_DIR, figure_files
+    from harness.io.results import held, resume_or_refuse
 
     out = tmp_path / "run"
     (out / VIDEO_DIR).mkdir(parents=True)
@@ -230,8 +230,8 @@ def test_metadata_records_invariance_and_a_resume_without_it_is_refused(tmp_path
     --allow-batch-dependence, and then says that the resumed rows may differ."""
     import json
 
-    from harness import runner
-    from harness.policy import InvarianceCheck
+    from harness.engine.policy import InvarianceCheck
+    from harness.running import runner
 
     ckpt = make_checkpoint(tmp_path / "c", "Hopper-v4")
     out = tmp_path / "run"

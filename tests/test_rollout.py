@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from harness.checkpoints import load_checkpoint
-from harness.policy import DTPolicy
-from harness.reference import run_reference_episode
-from harness.rollout import EpisodeSpec, run_episodes
+from harness.engine.policy import DTPolicy
+from harness.engine.reference import run_reference_episode
+from harness.engine.rollout import EpisodeSpec, run_episodes
+from harness.io.checkpoints import load_checkpoint
 
 from .conftest import make_checkpoint
 from .fake_env import ENV_ID, FAULTY_ID, FaultyEnv, expected
@@ -161,7 +161,7 @@ def test_nan_actions_end_only_their_episodes(counter_ckpt):
 
 def test_mujoco_instability_is_caught():
     """An exploding MuJoCo state (MuJoCo's instability warning) ends the episode as unstable_state."""
-    from harness.envs import GuardedEnv, make_env
+    from harness.world.envs import GuardedEnv, make_env
 
     env = GuardedEnv(make_env("HalfCheetah-v4"))
     env.reset(seed=0)
@@ -178,7 +178,7 @@ def test_idle_slots_are_neither_stepped_nor_reset(tmp_path, monkeypatch, simulat
     """Episodes of very different lengths on 4 slots: the envs simulate exactly the episodes'
     steps and reset exactly once per episode (a slot with nothing pending costs nothing), with
     Gymnasium's envs (the fake env) and with the batched MuJoCo stepper (Hopper)."""
-    from harness import rollout
+    from harness.engine import rollout
 
     made = []
 

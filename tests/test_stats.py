@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from harness.stats import bootstrap_ci, describe, iqm
+from harness.core.stats import bootstrap_ci, describe, iqm
 
 
 def test_iqm_trims_quarters():

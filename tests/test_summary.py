@@ -6,10 +6,10 @@ import pandas as pd
 import pytest
 from matplotlib.collections import PolyCollection
 
-from harness.data import DatasetSummary
-from harness.figures import episode_length_figure, return_conditioning_figure
-from harness.schema import EPISODE_COLUMNS, SUMMARY_COLUMNS
-from harness.summary import summarize
+from harness.analysis.figures import episode_length_figure, return_conditioning_figure
+from harness.analysis.summary import summarize
+from harness.core.schema import EPISODE_COLUMNS, SUMMARY_COLUMNS
+from harness.io.data import DatasetSummary
 
 R_RANDOM, R_EXPERT = -20.272305, 3234.3  # D4RL hopper (shared/reference)
 

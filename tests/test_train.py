@@ -7,11 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness import collect, train
-from harness.checkpoints import load_checkpoint
-from harness.cli import field_docs
-from harness.data import OfflineDataset
-from harness.sweep import evaluate
+from harness.commands import collect, train
+from harness.commands.cli import field_docs
+from harness.engine.evaluate import evaluate
+from harness.io.checkpoints import load_checkpoint
+from harness.io.data import OfflineDataset
 
 
 def tutorial_window(data: OfflineDataset, traj: int, si: int, k: int, mean, std, scale=1000.0, max_ep_len=1000):
@@ -156,7 +156,7 @@ def test_init_fine_tunes_a_checkpoint_with_its_own_statistics(tmp_path, capsys):
     import torch
     from transformers import DecisionTransformerConfig, DecisionTransformerModel
 
-    from harness.checkpoints import save_checkpoint
+    from harness.io.checkpoints import save_checkpoint
 
     data_path = tmp_path / "d.parquet"
     collect.main(["--env", "hopper", "--algos", "--random-transitions", "120", "--out", str(data_path)])
@@ -210,10 +210,10 @@ def test_init_fine_tunes_a_checkpoint_with_its_own_statistics(tmp_path, capsys):
 
 
 def test_trainer_checkpoints_evaluate_as_they_are(tmp_path, capsys):
-    """Issue 25: every checkpoint-N that harness.train writes carries its statistics, return scale,
+    """Issue 25: every checkpoint-N that harness.commands.train writes carries its statistics, return scale,
     K, env id and data summary, so the learning-curve sweep needs no --data; its rows equal those of
     the same sweep with --data (the old recipe) for the same checkpoints."""
-    from harness import sweep
+    from harness.commands import sweep
 
     data_path = tmp_path / "d.parquet"
     collect_args = ["--env", "hopper", "--algos", "--random-transitions", "300", "--num-envs", "2"]

@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness import sweep, video
-from harness.checkpoints import load_checkpoint
-from harness.errors import HarnessError
-from harness.policy import DTPolicy
-from harness.rollout import EpisodeSpec, run_episodes
+from harness.commands import sweep, video
+from harness.core.errors import HarnessError
+from harness.engine.policy import DTPolicy
+from harness.engine.rollout import EpisodeSpec, run_episodes
+from harness.io.checkpoints import load_checkpoint
 
 from .conftest import make_checkpoint
 
@@ -71,12 +71,12 @@ def test_video_count_is_checked(tmp_path, capsys):
 
 
 def test_missing_renderer_is_one_clear_error(monkeypatch):
-    import harness.envs
+    import harness.world.envs
 
     def broken(*a, **k):
         raise RuntimeError("cannot initialize EGL")
 
-    monkeypatch.setattr(harness.envs, "make_vector_env", broken)
+    monkeypatch.setattr(harness.world.envs, "make_vector_env", broken)
     with pytest.raises(HarnessError, match="install EGL .* or OSMesa"):
         video.check_renderer("Hopper-v4")
 
@@ -92,7 +92,7 @@ def test_tile_labels_stay_on_the_tile():
     tile's width instead of running off it; nothing of it is dropped."""
     from PIL import Image, ImageDraw
 
-    from harness.recording import _label, label_lines
+    from harness.running.recording import _label, label_lines
 
     frame = np.full((96, 128, 3), 200, dtype=np.uint8)
     text = "runs/walker2d-medium-replay/trainer/checkpoint-14000 target 4500 seed 1014 (ended)"

@@ -1,0 +1,1 @@
+"""Analysis from the CSV files alone: summaries, comparisons and figures."""

@@ -1,0 +1,157 @@
+"""``report.html``: a sweep folder (or a comparison) as one self-contained page.
+
+Made from the folder's files alone (like the figures): the PNG figures inline as data URIs, the
+summary table, the provenance from ``metadata.json`` (command, git sha, versions, machine,
+numerics mode, batch invariance) and relative links to the CSV files and videos. It opens from a
+CI artifact or a mail attachment with nothing else beside it (the links need the folder).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from harness.core.schema import EPISODES, FIGURE_FORMATS, FIGURES, METADATA, SUMMARY, VIDEO_DIR
+
+REPORT = "report.html"
+SUMMARY_VIEW = {
+    "env": "env",
+    "checkpoint": "checkpoint",
+    "target": "target",
+    "n": "n",
+    "n_failed": "failed",
+    "return_mean": "return",
+    "return_ci_low": "CI low",
+    "return_ci_high": "CI high",
+    "score_mean": "score",
+    "score_ci_low": "score CI low",
+    "score_ci_high": "score CI high",
+    "length_mean": "length",
+}
+STYLE = """
+body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;padding:0 1em;color:#222}
+h1{font-size:1.5em}h2{font-size:1.15em;margin-top:1.6em;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;font-size:.85em}td,th{padding:.25em .6em;border-bottom:1px solid #eee;text-align:right}
+th{background:#f6f6f6}td:nth-child(-n+2),th:nth-child(-n+2){text-align:left}
+img{max-width:100%;border:1px solid #eee;margin:.5em 0}code,pre{background:#f6f6f6;padding:.1em .3em}
+pre{padding:.6em;overflow-x:auto;white-space:pre-wrap}.warn{color:#a40}
+"""
+
+
+def _img(path: Path) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f'<img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}">'
+
+
+def _provenance(meta: dict[str, Any]) -> str:
+    numerics = meta.get("numerics") or {}
+    machine = meta.get("machine") or {}
+    versions = meta.get("versions") or {}
+    git = meta.get("git") or {}
+    rows = [
+        ("command", f"<code>{html.escape(str(meta.get('command') or ''))}</code>"),
+        ("git", html.escape(f"{git.get('sha')}{' (dirty)' if git.get('dirty') else ''}")),
+        (
+            "machine",
+            html.escape(f"{machine.get('cpu')} ({machine.get('arch')}; {', '.join(machine.get('isa') or [])})"),
+        ),
+        ("versions", html.escape(", ".join(f"{k} {v}" for k, v in versions.items() if v))),
+        (
+            "numerics",
+            html.escape(
+                f"{numerics.get('mode')} (MKL {numerics.get('mkl_cbwr')}, torch {numerics.get('torch_cpu_capability')})"
+            ),
+        ),
+        ("batch invariant", html.escape(str(meta.get("batch_invariant")))),
+        (
+            "episodes",
+            html.escape(
+                f"{meta.get('episodes')} ({meta.get('failed_episodes')} failed, {meta.get('resumed_episodes')} resumed)"
+            ),
+        ),
+        ("time", html.escape(f"{meta.get('started_at')} to {meta.get('ended_at')}")),
+    ]
+    warn = ""
+    if numerics and not numerics.get("in_force", True):
+        warn = f'<p class="warn">numerics not in force: {html.escape(str(numerics.get("why_not")))}</p>'
+    if meta.get("batch_invariant") is False:
+        warn += '<p class="warn">batch_invariant: false: rows may depend on --num-envs, --jobs or a resume.</p>'
+    body = "".join(f"<tr><th>{k}</th><td style='text-align:left'>{v}</td></tr>" for k, v in rows)
+    return f"{warn}<table>{body}</table>"
+
+
+def _links(folder: Path) -> str:
+    names = [n for n in (EPISODES, SUMMARY, METADATA, "compare.csv", "best_vs_last.csv") if (folder / n).is_file()]
+    names += [f"{name}.{ext}" for name in FIGURES for ext in FIGURE_FORMATS if (folder / f"{name}.{ext}").is_file()]
+    videos = sorted((folder / VIDEO_DIR).glob("*.mp4")) if (folder / VIDEO_DIR).is_dir() else []
+    items = [f'<li><a href="{html.escape(n)}">{html.escape(n)}</a></li>' for n in names]
+    items += [
+        f'<li><a href="{VIDEO_DIR}/{html.escape(v.name)}">{VIDEO_DIR}/{html.escape(v.name)}</a></li>' for v in videos
+    ]
+    return f"<ul>{''.join(items)}</ul>"
+
+
+def _table(df: pd.DataFrame, columns: dict[str, str]) -> str:
+    view = df[[c for c in columns if c in df.columns]].rename(columns=columns)
+    return view.to_html(index=False, float_format=lambda x: f"{x:.1f}", border=0, na_rep="")
+
+
+def write_report(folder: Path, title: str | None = None) -> Path:
+    """Write ``folder/report.html`` from a sweep folder's files; returns its path.
+
+    Needs ``summary.csv``; uses ``metadata.json``, the figures' PNGs and the videos when present.
+    """
+    folder = Path(folder)
+    summary = pd.read_csv(folder / SUMMARY)
+    meta_path = folder / METADATA
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    figures = "".join(_img(folder / f"{name}.png") for name in FIGURES if (folder / f"{name}.png").is_file())
+    envs = ", ".join(dict.fromkeys(summary["env"]))
+    page = _page(
+        title or f"Sweep: {envs}",
+        [
+            ("Figures", figures or "<p>no figures</p>"),
+            (
+                "Summary (mean over ok episodes, 95% bootstrap CI; score = D4RL-normalised)",
+                _table(summary, SUMMARY_VIEW),
+            ),
+            ("Provenance", _provenance(meta)),
+            ("Files", _links(folder)),
+        ],
+    )
+    out = folder / REPORT
+    out.write_text(page, encoding="utf-8")
+    return out
+
+
+def write_comparison_report(folder: Path, table: pd.DataFrame, note: str) -> Path:
+    """Write ``folder/report.html`` for ``harness compare``: its figure, table and verdict line."""
+    folder = Path(folder)
+    figure = _img(folder / "compare.png") if (folder / "compare.png").is_file() else ""
+    cols = {c: c for c in table.columns if c not in ("level",)}
+    page = _page(
+        "Comparison",
+        [
+            ("Figure", figure),
+            ("Verdict", f"<pre>{html.escape(note)}</pre>"),
+            ("Table", _table(table, cols)),
+            ("Files", _links(folder)),
+        ],
+    )
+    out = folder / REPORT
+    out.write_text(page, encoding="utf-8")
+    return out
+
+
+def _page(title: str, sections: list[tuple[str, str]]) -> str:
+    body = "".join(f"<h2>{html.escape(h)}</h2>{content}" for h, content in sections)
+    return (
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>{body}"
+        "<p><small>Made by harness from this folder's files (harness plot redraws it).</small></p></body></html>\n"
+    )

@@ -1,0 +1,341 @@
+"""Result regression gate of the embedded checkpoints: ``python -m harness.regression``.
+
+A fixed sweep (3 targets per env, :data:`EPISODES` episodes each, seeds ``SEED + k``) of the
+embedded checkpoints, checked against ``results/reference/regression.json`` in one of two ways:
+
+- **exact** (the reference was written on this platform, :func:`platform`: under pinned numerics
+  any x86-64 CPU with AVX2, else the same CPU model and ISA; the same BLAS and package versions,
+  and the same :data:`EVALUATION_REVISION`): the first :data:`EXACT_EPISODES`
+  episodes of every cell must return the same floats, bit for bit, and last as long. The
+  evaluator is deterministic and batch-invariant there, so any changed action shows up as a
+  changed return: any difference is a finding (and needs no more episodes to be seen).
+- **statistical** (another platform: its float rounding may send an episode down another
+  trajectory): :func:`harness.analysis.comparison.compare` of the reference's episodes and today's,
+  paired by seed, bootstrap CIs with Bonferroni over every cell and env, failing on a
+  significant drop larger than :data:`MIN_DROP` points. Its power and false-alarm rate are
+  measured in ``benchmarks/regression_power.py`` (README, "Regression gate").
+
+A changed checkpoint (its fingerprint differs from the reference's) fails in both modes: rewrite
+the reference with ``--write --reason``. A checkpoint's reference rows may change between two
+committed versions only if its fingerprint, the platform or :data:`EVALUATION_REVISION` changed,
+and each rewrite records its reason (``tests/test_regression.py`` reads the git history).
+
+    python -m harness.regression                              # check (exit 1 on a finding)
+    python -m harness.regression --write --reason "why"       # rewrite the reference values
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from harness.analysis.comparison import compare, pair_checkpoints
+from harness.commands.cli import Parser
+from harness.commands.cli import run as run_command
+from harness.core import numerics
+from harness.core.errors import HarnessError
+from harness.core.provenance import machine, versions
+from harness.engine.evaluate import evaluate
+from harness.io.checkpoints import Checkpoint, embedded_names, load_checkpoint
+from harness.world.envs import resolve_env
+
+REFERENCE = Path(__file__).resolve().parents[2] / "results" / "reference" / "regression.json"
+FORMAT = 2
+EPISODES = 48
+"""Episodes per cell of the reference and of the statistical check (its power: README)."""
+EXACT_EPISODES = 12
+"""Episodes per cell the exact check reruns (a subset of the reference's, same seeds)."""
+SEED = 1000
+#: target returns per env: low, middle and high inside each embedded dataset's range
+TARGETS = {
+    "hopper": [800.0, 2000.0, 3600.0],
+    "walker2d": [1000.0, 2500.0, 4500.0],
+    "halfcheetah": [3000.0, 7000.0, 12000.0],
+}
+MIN_DROP = 5.0
+"""Normalised points: the statistical mode fails on a significant drop larger than this."""
+EVALUATION_REVISION = 3
+"""Bumped by a change of the evaluator that changes floating-point results on purpose (2: the
+fixed-block forward of issue 11; 3: pinned numerics, issue 21). The exact mode compares only
+within one revision."""
+ROW_COLUMNS = ["env", "target", "episode", "seed", "return", "length", "normalized_score"]
+PACKAGES = ("torch", "transformers", "gymnasium", "mujoco", "numpy")
+
+
+def platform() -> dict[str, Any]:
+    """What must match for the exact mode.
+
+    Under pinned numerics (:mod:`harness.core.numerics`, in force) the floats are the same on every
+    x86-64 CPU with AVX2, so the platform is the numerics mode, the architecture, the BLAS and the
+    package versions, not the CPU model: the exact check runs on any such CPU. Otherwise (``local``
+    or ``native`` mode, another architecture, a GPU) it also names the CPU model and its ISA.
+    """
+    m = machine()
+    v = versions()
+    state = numerics.state()
+    out: dict[str, Any] = {
+        "numerics": (
+            f"pinned (MKL {state['mkl_cbwr']}, torch {state['torch_cpu_capability']} kernels)"
+            if state["portable"]
+            else f"{state['mode']}{'' if state['in_force'] else ' (not in force)'}"
+        ),
+        "arch": m.get("arch"),
+        "blas": m.get("blas"),
+        "cuda": m.get("cuda"),
+        "versions": {k: v.get(k) for k in PACKAGES},
+        "evaluation_revision": EVALUATION_REVISION,
+    }
+    if not state["portable"] or m.get("cuda"):
+        out |= {"cpu": m.get("cpu"), "isa": m.get("isa")}
+    return out
+
+
+def run(
+    precision: str = "fp32",
+    checkpoints: Mapping[str, Checkpoint] | None = None,
+    episodes: int = EPISODES,
+    seed: int = SEED,
+    envs: list[str] | None = None,
+) -> pd.DataFrame:
+    """The fixed sweep: one row per episode (columns :data:`ROW_COLUMNS` + ``status``).
+
+    Args:
+        precision: ``fp32`` or ``bf16``.
+        checkpoints: per env; default the embedded ones.
+        episodes, seed: episodes per cell and the base reset seed.
+        envs: a subset of :data:`TARGETS`' envs (default all).
+    """
+    frames = []
+    for env_name, targets in TARGETS.items():
+        if envs is not None and env_name not in envs:
+            continue
+        ckpt = checkpoints[env_name] if checkpoints is not None and env_name in checkpoints else _embedded(env_name)
+        df = evaluate(ckpt, resolve_env(env_name), targets, episodes=episodes, seed=seed, precision=precision)
+        frames.append(df)
+    rows = pd.concat(frames, ignore_index=True)
+    return rows[[*ROW_COLUMNS, "status"]].sort_values(["env", "target", "episode"], ignore_index=True)
+
+
+@functools.lru_cache(maxsize=3)
+def _embedded(env_name: str) -> Checkpoint:
+    return load_checkpoint(env_name)
+
+
+@functools.lru_cache(maxsize=4)
+def run_embedded(precision: str = "fp32", episodes: int = EPISODES) -> pd.DataFrame:
+    """:func:`run` of the embedded checkpoints, cached within a process."""
+    return run(precision, episodes=episodes)
+
+
+def resolve_mode(reference: dict[str, Any], mode: str = "auto") -> str:
+    """``auto`` → ``exact`` on the reference's platform (:func:`platform`), else ``statistical``."""
+    if mode == "auto":
+        return "exact" if reference.get("platform") == platform() else "statistical"
+    return mode
+
+
+def gate_episodes(reference: dict[str, Any], mode: str) -> int:
+    """Episodes per cell a check in ``mode`` (exact or statistical) runs."""
+    return min(EXACT_EPISODES, int(reference["episodes"])) if mode == "exact" else int(reference["episodes"])
+
+
+def fingerprints(checkpoints: Mapping[str, Checkpoint] | None = None) -> dict[str, str]:
+    """``{env: fingerprint}`` of the checkpoints the gate runs."""
+    return {e: (checkpoints[e] if checkpoints is not None else _embedded(e)).fingerprint() for e in TARGETS}
+
+
+def reference_rows(reference: dict[str, Any]) -> pd.DataFrame:
+    """The reference's episodes as a frame (columns :data:`ROW_COLUMNS`)."""
+    return pd.DataFrame(reference["rows"], columns=ROW_COLUMNS)
+
+
+def read_reference(path: Path = REFERENCE) -> dict[str, Any]:
+    try:
+        ref = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise HarnessError(f"{path} is unreadable ({exc}); rewrite it with --write --reason") from None
+    if ref.get("format") != FORMAT:
+        raise HarnessError(
+            f"{path} has format {ref.get('format')}, expected {FORMAT}; rewrite it with --write --reason"
+        )
+    return ref
+
+
+def make_reference(rows: pd.DataFrame, prints: dict[str, str], reason: str) -> dict[str, Any]:
+    """The JSON written by ``--write``: episodes, fingerprints, platform and the reason."""
+    return {
+        "format": FORMAT,
+        "reason": reason,
+        "written_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "platform": platform(),
+        "episodes": int(rows.groupby(["env", "target"]).size().max()),
+        "seed": SEED,
+        "targets": TARGETS,
+        "fingerprints": prints,
+        "rows": [
+            {
+                "env": str(r["env"]),
+                "target": float(r["target"]),
+                "episode": int(r["episode"]),
+                "seed": int(r["seed"]),
+                "return": float(r["return"]),
+                "length": int(r["length"]),
+                "normalized_score": float(r["normalized_score"]),
+            }
+            for r in rows[ROW_COLUMNS].to_dict("records")
+        ],
+    }
+
+
+def check(
+    reference: dict[str, Any],
+    rows: pd.DataFrame,
+    prints: dict[str, str],
+    mode: str = "auto",
+    min_drop: float = MIN_DROP,
+) -> tuple[str, list[str], bool]:
+    """Check today's ``rows`` against ``reference``; returns ``(mode used, lines, failed)``.
+
+    ``mode``: ``exact``, ``statistical``, or ``auto`` (exact when :func:`platform` equals the
+    reference's).
+    """
+    lines: list[str] = []
+    failed = False
+    for env, fp in prints.items():
+        was = reference["fingerprints"].get(env)
+        if was != fp:
+            failed = True
+            lines.append(
+                f"FAIL {env}: the checkpoint changed since the reference (fingerprint {was} -> {fp}); "
+                "rewrite it with --write --reason"
+            )
+    mode = resolve_mode(reference, mode)
+    ref = reference_rows(reference)
+    key = ["env", "target", "episode"]
+    if mode == "exact":
+        ref = ref[ref["episode"] < int(rows.groupby(["env", "target"]).size().min())]  # the episodes rerun
+        both = ref.merge(rows, on=key, how="outer", suffixes=("_ref", "_now"), indicator=True)
+        for row in both.to_dict("records"):
+            where = f"{row['env']}/{row['target']:.0f} episode {row['episode']}"
+            if row["_merge"] != "both":
+                failed = True
+                lines.append(f"FAIL {where}: in {'the reference' if row['_merge'] == 'left_only' else 'today'} only")
+            elif row["return_ref"] != row["return_now"] or row["length_ref"] != row["length_now"]:
+                failed = True
+                lines.append(
+                    f"FAIL {where}: return {row['return_ref']!r} -> {row['return_now']!r}, "
+                    f"length {row['length_ref']} -> {row['length_now']} (actions changed)"
+                )
+        if not failed:
+            lines.append(f"ok   exact: all {len(ref)} episodes return the same floats as the reference")
+        return mode, lines, failed
+    base = ref.assign(checkpoint="reference", status="ok")
+    cand = rows.assign(checkpoint="today")
+    table = compare(base, cand, pair_checkpoints(base, cand, []), min_drop=min_drop)
+    for r in table.itertuples(index=False):
+        where = f"{r.env}/{'all' if r.level == 'env' else f'{r.target:.0f}'}"
+        status = "FAIL" if r.verdict == "drop" else "ok"
+        failed |= status == "FAIL"
+        lines.append(
+            f"{status:4} {where:18} reference {r.baseline_mean:6.1f}  now {r.candidate_mean:6.1f}  "
+            f"diff {r.diff:+5.1f} [{r.diff_ci_low:+.1f}, {r.diff_ci_high:+.1f}]  {r.verdict}"
+        )
+    return mode, lines, failed
+
+
+def unexplained_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Checkpoints whose reference rows differ between two versions of the reference without cause.
+
+    A checkpoint's rows may change only if its fingerprint, the platform or the evaluation
+    revision changed, and the new version must give a new ``reason``. Returns one line per breach.
+    """
+    if old.get("format") != FORMAT or new.get("format") != FORMAT:
+        return []
+    found = []
+    a, b = reference_rows(old), reference_rows(new)
+    for env in sorted(set(b["env"])):
+        ra = a[a["env"] == env].sort_values(["target", "episode"]).reset_index(drop=True)
+        rb = b[b["env"] == env].sort_values(["target", "episode"]).reset_index(drop=True)
+        if ra.equals(rb):
+            continue
+        causes = [
+            name
+            for name, changed in (
+                ("weights", old["fingerprints"].get(env) != new["fingerprints"].get(env)),
+                ("platform", old.get("platform") != new.get("platform")),
+            )
+            if changed
+        ]
+        if not causes:
+            found.append(f"{env}: reference rows changed but its weights, the platform and the revision did not")
+        elif new.get("reason") == old.get("reason"):
+            found.append(f"{env}: reference rows changed ({', '.join(causes)}) without a new reason")
+    return found
+
+
+def compare_precisions(fp32: pd.DataFrame, other: pd.DataFrame) -> list[str]:
+    """Lines per cell; ``FAIL`` when the two means differ by more than the episode-to-episode CI.
+
+    The CI half-width is ``1.96 * sqrt(s1**2 / n + s2**2 / n)`` of the two cells' episode
+    scores (at least 1 point: cells whose episodes all score alike would otherwise demand
+    bit-equal returns, which bf16 does not promise).
+    """
+    lines = []
+    for (env, target), a in fp32.groupby(["env", "target"]):
+        b = other[(other["env"] == env) & (other["target"] == target)]
+        sa, sb = a["normalized_score"], b["normalized_score"]
+        half = max(1.96 * (sa.var() / len(sa) + sb.var() / len(sb)) ** 0.5, 1.0)
+        diff = sb.mean() - sa.mean()
+        status = "FAIL" if abs(diff) > half else "ok"
+        lines.append(
+            f"{status:4} {env}/{target:<8.0f} fp32 {sa.mean():6.1f}  other {sb.mean():6.1f}  "
+            f"diff {diff:+5.1f}  CI ±{half:4.1f}"
+        )
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = Parser(prog="harness regression", description=__doc__.split("\n\n")[0])
+    p.add_argument("--write", action="store_true", help="rewrite results/reference/regression.json")
+    p.add_argument("--reason", default=None, help="why the reference is rewritten (required with --write)")
+    p.add_argument(
+        "--mode",
+        choices=["auto", "exact", "statistical"],
+        default="auto",
+        help="exact: the first episodes of every cell bit for bit (auto: on the reference's platform); "
+        "statistical: compare all of them with the reference's",
+    )
+    args = p.parse_args(argv)
+    return run_command(lambda: _check(args.write, args.reason, args.mode))
+
+
+def _check(write: bool, reason: str | None, mode: str) -> int:
+    missing = [e for e in TARGETS if e not in embedded_names()]
+    if missing:
+        raise HarnessError(f"no embedded checkpoint for {', '.join(missing)}; reinstall the package (pip install -e .)")
+    if write and not (reason and reason.strip()):
+        raise HarnessError("--write needs --reason 'why the reference changes' (recorded in the JSON)")
+    if write:
+        rows = run_embedded()
+        REFERENCE.parent.mkdir(parents=True, exist_ok=True)
+        REFERENCE.write_text(json.dumps(make_reference(rows, fingerprints(), reason.strip()), indent=1) + "\n")
+        print(f"wrote {REFERENCE}")
+        return 0
+    reference = read_reference()
+    mode = resolve_mode(reference, mode)
+    rows = run_embedded(episodes=gate_episodes(reference, mode))
+    used, lines, failed = check(reference, rows, fingerprints(), mode)
+    print(f"mode: {used}")
+    print("\n".join(lines))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

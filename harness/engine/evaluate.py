@@ -1,0 +1,167 @@
+"""One checkpoint's episodes at a list of targets, as episode rows: what workers and scripts call.
+
+:func:`evaluate` is the library function behind a sweep: it loads (or takes) a checkpoint, builds
+the batched policy and runs the episodes through :func:`harness.engine.rollout.run_episodes`, returning
+one row per episode with the columns of :data:`harness.core.schema.EPISODE_COLUMNS`. The command line
+(:mod:`harness.commands.sweep`), the parallel workers (:mod:`harness.running.parallel`) and the regression gate
+call it; it imports none of them.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from harness.core import numerics
+from harness.core.schema import EPISODE_COLUMNS
+from harness.engine.policy import DTPolicy
+from harness.engine.rollout import EpisodeResult, EpisodeSpec, run_episodes
+from harness.io.checkpoints import Checkpoint, load_checkpoint
+from harness.world.envs import EnvSpec, resolve_env
+
+DEFAULT_MAX_NUM_ENVS = 64
+"""Slots per checkpoint when ``num_envs`` is not given: all its episodes, at most this many."""
+
+
+def episode_rows(env: EnvSpec, ckpt: Checkpoint, results: Sequence[EpisodeResult]) -> list[dict[str, Any]]:
+    """One ``episodes.csv`` row per result (columns of :data:`harness.core.schema.EPISODE_COLUMNS`)."""
+    return [
+        {
+            "env": env.name,
+            "env_id": env.env_id,
+            "checkpoint": ckpt.label,
+            "target": r.spec.target,
+            "episode": r.spec.index,
+            "seed": r.spec.seed,
+            "return": r.ret,
+            "length": r.length,
+            "terminated": r.terminated,
+            "truncated": r.truncated,
+            "status": str(r.status),
+            "normalized_score": env.normalized_score(r.ret),
+            "wall_time_s": r.wall_time_s,
+            "error": r.error,
+            "video": "",
+        }
+        for r in results
+    ]
+
+
+def default_targets(env: EnvSpec, ckpt: Checkpoint, num_targets: int) -> list[float]:
+    """Evenly spaced whole-number targets.
+
+    From the lowest trajectory return of the checkpoint's dataset to 1.2x its best, when the
+    dataset summary is known; else from the env's D4RL random return to 1.2x its expert return.
+    """
+    if ckpt.dataset is not None:
+        lo, best = ckpt.dataset.return_min, ckpt.dataset.return_max
+    else:
+        lo, best = env.family.random_return, env.family.expert_return
+    hi = 1.2 * best if best > 0 else best
+    if num_targets == 1:
+        return [float(round(hi))]
+    return [float(x) for x in np.round(np.linspace(lo, hi, num_targets))]
+
+
+def evaluate(
+    checkpoint: Checkpoint | str,
+    env: EnvSpec | str,
+    targets: Sequence[float],
+    episodes: int = 10,
+    num_envs: int | None = None,
+    seed: int = 0,
+    device: str = "cpu",
+    progress: tqdm | None = None,
+    precision: str = "fp32",
+    done: set[tuple[float, int]] | None = None,
+    on_rows: Callable[[pd.DataFrame], None] | None = None,
+    env_workers: int = 1,
+    simulator: str = "batched",
+) -> pd.DataFrame:
+    """Run ``episodes`` episodes of one checkpoint at every target and return the episode rows.
+
+    Args:
+        checkpoint: a loaded checkpoint, or a spec for :func:`harness.io.checkpoints.load_checkpoint`.
+        env: an EnvSpec or a name for :func:`harness.world.envs.resolve_env`.
+        targets: raw target returns.
+        episodes: episodes per target; episode k uses reset seed ``seed + k``.
+        num_envs: vector-env slots (None: all episodes at once, at most 64).
+        seed: base reset seed.
+        device: torch device.
+        progress: a tqdm bar to advance by episodes, or None.
+        precision: ``fp32`` or ``bf16`` (see :class:`harness.engine.policy.DTPolicy`).
+        done: ``(target, episode index)`` pairs already recorded (a resumed sweep): not run.
+        on_rows: called with the rows of the episodes that finish at each step (crash-safe logs).
+        env_workers: processes that step the slots (see :mod:`harness.world.vector`).
+        simulator: ``batched`` or ``gymnasium`` (see :func:`harness.engine.rollout.run_episodes`).
+
+    Returns:
+        One row per episode run with the columns of :data:`EPISODE_COLUMNS`, in spec order.
+
+    Example (needs a checkpoint)::
+
+        df = evaluate("edbeeching/decision-transformer-gym-hopper-medium", "hopper", [1800, 3600])
+    """
+    env = resolve_env(env) if isinstance(env, str) else env
+    ckpt = load_checkpoint(checkpoint, device=device) if isinstance(checkpoint, str) else checkpoint
+    state = numerics_in_force()
+    ckpt.check_env(env)
+    done = done or set()
+    specs = [EpisodeSpec(float(t), seed + k, k) for t in targets for k in range(episodes) if (float(t), k) not in done]
+    if not specs:
+        return pd.DataFrame(columns=EPISODE_COLUMNS)
+    slots = num_envs or min(len(specs), DEFAULT_MAX_NUM_ENVS)
+    policy = DTPolicy(ckpt, device=device, precision=precision)
+    steps_done = 0
+    last_post = time.perf_counter()
+    started = last_post
+
+    def on_step(finished: int, steps: int) -> None:
+        nonlocal steps_done, last_post
+        steps_done += steps
+        if progress is None:
+            return
+        if finished:
+            progress.update(finished)
+        now = time.perf_counter()
+        if now - last_post > 0.5:
+            progress.set_postfix_str(f"{steps_done / (now - started):,.0f} env-steps/s", refresh=False)
+            last_post = now
+
+    def on_finish(results) -> None:
+        if on_rows is not None:
+            on_rows(pd.DataFrame(episode_rows(env, ckpt, results), columns=EPISODE_COLUMNS))
+
+    results = run_episodes(
+        policy,
+        env.env_id,
+        specs,
+        slots,
+        progress=on_step,
+        on_finish=on_finish,
+        env_workers=env_workers,
+        simulator=simulator,
+    )
+    df = pd.DataFrame(episode_rows(env, ckpt, results), columns=EPISODE_COLUMNS)
+    df.attrs["numerics"] = state
+    return df
+
+
+_SAID: list[str] = []
+
+
+def numerics_in_force() -> dict:
+    """:func:`harness.core.numerics.state`, with its one-line warning on stderr the first time a
+    requested mode does not hold in this process (a Python caller who used torch before importing
+    harness: too late to pin); results record the state (``DataFrame.attrs["numerics"]``)."""
+    state = numerics.state()
+    if not state["in_force"] and state["why_not"] not in _SAID:
+        _SAID.append(state["why_not"])
+        print(numerics.describe(state), file=sys.stderr)
+    return state

@@ -1,0 +1,270 @@
+"""An exact, cheaper forward pass of a stock ``DecisionTransformerModel`` for acting.
+
+Acting needs one vector per slot: the action predicted at the newest state token. The stock
+forward computes far more: all ``3K`` tokens in every layer, the state and return heads, and the
+newest action token (a zero placeholder that no state token attends to). This module computes
+the same action from the same weights with less work:
+
+- ``3K - 1`` tokens: the trailing placeholder action token is dropped (causal attention: no
+  earlier token sees it);
+- the last layer only for the newest state token: keys and values are still computed for every
+  token, but the query, attention output, MLP and final layer norm for one token only;
+- the action head for one token; no state or return heads;
+- tokens laid out by kind (all returns, all states, all actions) so that every buffer is
+  contiguous; the stock model has no positional information but the timestep embeddings (its
+  GPT-2 position ids are all 0), so token order in memory only matters through the causal
+  mask, which is built for the interleaved order ``R_1, s_1, a_1, R_2, ...``;
+- residual updates, biases and activations in place into buffers kept between calls (one set
+  per batch size): per-step allocation and page faults were a third of the time before.
+
+Results equal the stock forward up to float rounding (``tests/test_fast.py``: within 1e-5 on
+random padded windows and along whole episodes).
+
+Batch invariance by construction: every kernel runs on a block of exactly ``block`` windows (the
+policy's default: 16 in fp32, 64 in bf16 on CPU, 256 on CUDA), the last block padded by
+repeating its last window. No matrix multiply, attention or layer norm ever sees a shape that
+depends on how many windows share the call, so the library's choice of kernel, tiling and
+reduction order for a window's rows is the same whether it is acted for alone or among 500
+others. (The hazard is real: BLAS libraries take other paths for small M — MKL's rounding for M
+= 1..3 differs from M >= 4 on AMD EPYC, and cuBLAS picks kernels and split-K by shape.) Blocks
+alone are not enough: a row's rounding can also depend on its position inside a fixed-shape
+GEMM (on AMD EPYC with AVX-512, MKL rounds odd rows of a block differently; issue 21), which
+no layout of ours can rule out. That part is the library's, and :mod:`harness.core.numerics` pins
+it (MKL's strict CNR mode, torch's AVX2 kernels). ``tests/test_fast.py`` checks every batch size
+and row position, and ``batch_invariant`` re-checks every position of a block at start-up on
+the machine that runs the sweep.
+
+``dtype=torch.bfloat16`` runs the whole stack on a bf16 copy of the weights (embeddings in
+fp32, then cast): faster on CPUs with bf16 matrix units, not exact (``--precision bf16``).
+"""
+
+from __future__ import annotations
+
+import threading
+
+import torch
+import torch.nn.functional as F
+from transformers import DecisionTransformerModel
+
+from harness.engine.context import Window
+
+
+class _Layer:
+    """One GPT-2 block's parameters in the layout the fast path multiplies with.
+
+    transformers' ``Conv1D`` stores its weight as ``(in, out)``: ``y = x @ W + b``.
+    """
+
+    def __init__(self, block: torch.nn.Module, dtype: torch.dtype) -> None:
+        attn, mlp = block.attn, block.mlp
+        h = int(attn.embed_dim)
+
+        def cast(t: torch.Tensor) -> torch.Tensor:
+            return t.detach().to(dtype).contiguous()
+
+        self.ln_1 = (cast(block.ln_1.weight), cast(block.ln_1.bias), float(block.ln_1.eps))
+        self.ln_2 = (cast(block.ln_2.weight), cast(block.ln_2.bias), float(block.ln_2.eps))
+        w, bias = attn.c_attn.weight, attn.c_attn.bias  # (h, 3h), (3h,): query, key, value
+        self.qkv = [(cast(w[:, i * h : (i + 1) * h]), cast(bias[i * h : (i + 1) * h])) for i in range(3)]
+        self.w_o, self.b_o = cast(attn.c_proj.weight), cast(attn.c_proj.bias)  # (h, h)
+        self.w_fc, self.b_fc = cast(mlp.c_fc.weight), cast(mlp.c_fc.bias)  # (h, inner)
+        self.w_proj, self.b_proj = cast(mlp.c_proj.weight), cast(mlp.c_proj.bias)  # (inner, h)
+        self.act = mlp.act
+        self.relu = isinstance(mlp.act, torch.nn.ReLU)
+        self.scaling = _attention_scale(attn)
+        self.heads = int(attn.num_heads)
+        self.hidden = h
+
+    def act_(self, x: torch.Tensor) -> torch.Tensor:
+        """The MLP activation, in place when it is ReLU."""
+        return x.relu_() if self.relu else self.act(x)
+
+
+def _attention_scale(attn: torch.nn.Module) -> float:
+    """The factor GPT-2 multiplies attention scores by, whatever the transformers version.
+
+    Recent versions store it (``attn.scaling``); older ones (4.40) apply ``1 / sqrt(head_dim)``
+    when ``scale_attn_weights`` and ``1 / (layer_idx + 1)`` when ``scale_attn_by_inverse_layer_idx``.
+    """
+    scaling = getattr(attn, "scaling", None)
+    if scaling is not None:
+        return float(scaling)
+    scale = float(attn.head_dim) ** -0.5 if attn.scale_attn_weights else 1.0
+    if getattr(attn, "scale_attn_by_inverse_layer_idx", False):
+        scale /= float(attn.layer_idx + 1)
+    return scale
+
+
+def _heads(x: torch.Tensor, n: int, heads: int) -> torch.Tensor:
+    """``(n * t, h)`` → ``(n, heads, t, h / heads)`` (a view when there is one head)."""
+    return x.view(n, -1, heads, x.shape[-1] // heads).transpose(1, 2)
+
+
+def _merge(x: torch.Tensor) -> torch.Tensor:
+    """``(n, heads, t, d)`` → ``(n * t, heads * d)``."""
+    n, heads, t, d = x.shape
+    return x.reshape(n * t, d) if heads == 1 else x.transpose(1, 2).reshape(n * t, heads * d)
+
+
+def _ln(x: torch.Tensor, p: tuple[torch.Tensor, torch.Tensor, float]) -> torch.Tensor:
+    return F.layer_norm(x, x.shape[-1:], p[0], p[1], p[2])
+
+
+class FastActionHead:
+    """Action at the newest state token of every window, from a stock model's weights.
+
+    Args:
+        model: a ``DecisionTransformerModel`` in eval mode. Its embeddings are used in place;
+            the block weights are copied once into the layout above (a few MB).
+        dtype: ``torch.float32`` (exact) or ``torch.bfloat16``.
+        block: windows per kernel call. Every call is exactly this many windows (the last block
+            padded by repetition), which makes each window's action independent of its batch.
+            None runs the whole batch in one pass (shapes then depend on the batch: faster on
+            some hardware, not batch invariant; kept for measuring what invariance costs).
+    """
+
+    def __init__(
+        self, model: DecisionTransformerModel, dtype: torch.dtype = torch.float32, block: int | None = 16
+    ) -> None:
+        cfg = model.config
+        if getattr(cfg, "add_cross_attention", False):
+            raise ValueError("the fast path does not support cross-attention models")
+        if dtype not in (torch.float32, torch.bfloat16):
+            raise ValueError(f"dtype must be float32 or bfloat16, got {dtype}")
+        self.model = model
+        self.dtype = dtype
+        if block is not None and block < 1:
+            raise ValueError(f"block must be a positive number of windows or None, got {block}")
+        self.block = block
+        enc = model.encoder
+        self.layers = [_Layer(b, dtype) for b in enc.h]
+        self.pos0 = enc.wpe.weight[0].detach()  # every stock token has position id 0: (h,)
+        self.ln_f = (enc.ln_f.weight.detach().to(dtype), enc.ln_f.bias.detach().to(dtype), float(enc.ln_f.eps))
+        self.embed_ln = model.embed_ln
+        self.embed_timestep = model.embed_timestep
+        self.embed_state = model.embed_state
+        self.embed_action = model.embed_action
+        self.embed_return = model.embed_return
+        head = model.predict_action  # Sequential(Linear, Tanh?) or Linear
+        linear = head[0] if isinstance(head, torch.nn.Sequential) else head
+        self.w_act = linear.weight.detach().t().to(dtype).contiguous()  # (h, act_dim)
+        self.b_act = linear.bias.detach().to(dtype)
+        self.tanh = isinstance(head, torch.nn.Sequential) and any(isinstance(m, torch.nn.Tanh) for m in head)
+        self._masks: dict[tuple[int, torch.device], tuple[torch.Tensor, torch.Tensor]] = {}
+        self._local = threading.local()  # scratch buffers per thread: pipelines share one head
+
+    def _order(self, k: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Causal mask ``(3K-1, 3K-1)`` in the by-kind layout, and each token's timestep ``(3K-1,)``."""
+        key = (k, device)
+        if key not in self._masks:
+            step = torch.cat([torch.arange(k), torch.arange(k), torch.arange(k - 1)]).to(device)
+            kind = torch.cat([torch.zeros(k), torch.ones(k), torch.full((k - 1,), 2.0)]).to(device)
+            order = 3 * step + kind  # position in the stock interleaved sequence
+            self._masks[key] = (order[None, :] <= order[:, None], step)
+        return self._masks[key]
+
+    def _buf(self, n: int, k: int, device: torch.device) -> dict[str, torch.Tensor]:
+        key = (n, k, device)
+        buffers: dict[tuple[int, int, torch.device], dict[str, torch.Tensor]] = self._local.__dict__.setdefault(
+            "buffers", {}
+        )
+        if key not in buffers:
+            if len(buffers) > 8:  # batch sizes change as episodes run out; keep a few
+                buffers.pop(next(iter(buffers)))
+            t, h = 3 * k - 1, self.layers[0].hidden
+            inner = self.layers[0].w_fc.shape[1]
+            z = dict(device=device, dtype=self.dtype)
+            buffers[key] = {
+                "x": torch.empty(n * t, h, **z),
+                "q": torch.empty(n * t, h, **z),
+                "k": torch.empty(n * t, h, **z),
+                "v": torch.empty(n * t, h, **z),
+                "mlp": torch.empty(n * t, inner, **z),
+            }
+        return buffers[key]
+
+    @torch.inference_mode()
+    def __call__(self, window: Window, raw: bool = False) -> torch.Tensor:
+        """``window`` (see :class:`harness.engine.context.Window`; n slots, K steps) → ``(n, act_dim)`` float32 actions.
+
+        ``raw=True`` returns ``(n, hidden + act_dim)`` float32: the newest state token's final hidden
+        state and the action before the tanh, the many bits a rounding change shows in first (the
+        self-check's probe, :func:`harness.engine.policy.batch_invariance_check`; a saturated tanh hides them).
+        """
+        n = window.timesteps.shape[0]
+        if self.block is None:
+            return self._forward(window, raw)
+        b = self.block
+        padded = -(-n // b) * b
+        if padded != n:  # repeat the last window: every call has exactly `block` windows
+            idx = torch.cat([torch.arange(n), torch.full((padded - n,), n - 1)]).to(window.timesteps.device)
+            window = Window(*(x.index_select(0, idx) for x in window))
+        out = [self._forward(Window(*(x[i : i + b] for x in window)), raw) for i in range(0, padded, b)]
+        return torch.cat(out)[:n] if len(out) > 1 or padded != n else out[0]
+
+    def _forward(self, window: Window, raw: bool = False) -> torch.Tensor:
+        # contiguous inputs: a strided view (the ring buffer's window) can take another kernel
+        # path in the embedding matmuls, whose rounding would then depend on the batch
+        states, actions, rtg = (
+            window.states.contiguous(),
+            window.actions.contiguous(),
+            window.returns_to_go.contiguous(),
+        )
+        timesteps, valid = window.timesteps.contiguous(), window.attention_mask
+        n, k = timesteps.shape
+        t = 3 * k - 1
+        dev = states.device
+        b = self._buf(n, k, dev)
+        causal, step = self._order(k, dev)
+        h = self.layers[0].hidden
+
+        time = self.embed_timestep(timesteps)  # (n, K, h) fp32
+        emb = torch.cat(
+            [
+                self.embed_return(rtg) + time,
+                self.embed_state(states) + time,
+                self.embed_action(actions[:, : k - 1]) + time[:, : k - 1],
+            ],
+            dim=1,
+        )  # (n, 3K-1, h): R_1..R_K, s_1..s_K, a_1..a_{K-1}
+        x3 = b["x"].view(n, t, h)
+        x3.copy_(self.embed_ln(emb).add_(self.pos0))
+        x = b["x"]  # (n*t, h) residual stream
+
+        key_ok = valid.bool()[:, step]  # (n, t)
+        # causal and not padding; a padded query also sees itself so that its (unused) row is finite
+        allowed = causal & key_ok[:, None, :]
+        allowed |= torch.eye(t, dtype=torch.bool, device=dev)
+        mask = torch.zeros(n, 1, t, t, dtype=self.dtype, device=dev)  # additive: sdpa's fastest form
+        mask.masked_fill_(~allowed.unsqueeze(1), float("-inf"))
+
+        for layer in self.layers[:-1]:
+            y = _ln(x, layer.ln_1)
+            q, kk, v = (
+                _heads(torch.addmm(bias, y, w, out=b[name]), n, layer.heads)
+                for (w, bias), name in zip(layer.qkv, "qkv", strict=True)
+            )
+            att = F.scaled_dot_product_attention(q, kk, v, attn_mask=mask, scale=layer.scaling)
+            x.addmm_(_merge(att), layer.w_o).add_(layer.b_o)
+            y = _ln(x, layer.ln_2)
+            hid = layer.act_(torch.addmm(layer.b_fc, y, layer.w_fc, out=b["mlp"]))
+            x.addmm_(hid, layer.w_proj).add_(layer.b_proj)
+
+        last = self.layers[-1]
+        newest = 2 * k - 1  # s_K in the by-kind layout
+        y = _ln(x, last.ln_1)
+        (wq, bq), (wk, bk), (wv, bv) = last.qkv
+        kk = _heads(torch.addmm(bk, y, wk, out=b["k"]), n, last.heads)
+        v = _heads(torch.addmm(bv, y, wv, out=b["v"]), n, last.heads)
+        q = _heads(torch.addmm(bq, y.view(n, t, h)[:, newest], wq), n, last.heads)
+        att = F.scaled_dot_product_attention(q, kk, v, attn_mask=mask[:, :, newest : newest + 1], scale=last.scaling)
+        hl = x3[:, newest].addmm(_merge(att), last.w_o).add_(last.b_o)  # (n, h)
+        y = _ln(hl, last.ln_2)
+        hl.addmm_(last.act_(torch.addmm(last.b_fc, y, last.w_fc)), last.w_proj).add_(last.b_proj)
+        final = _ln(hl, self.ln_f)
+        out = torch.addmm(self.b_act, final, self.w_act)
+        if raw:
+            return torch.cat([final, out], dim=1).float()
+        if self.tanh:
+            out = out.tanh_()
+        return out.float()

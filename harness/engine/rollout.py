@@ -1,0 +1,353 @@
+"""Run a list of episodes on a vector env of N slots with one batched forward pass per step.
+
+Each episode is a (target return, reset seed) pair. Slots start on the first N episodes; a slot
+whose episode ends records it and takes the next pending episode (reset with ``reset_mask`` and
+that episode's own seed), so every episode runs to its end, whatever its length, and results do
+not depend on N. No step of a reset ever leaks into a return. When no episode is pending, a finished slot
+idles: it is neither reset nor stepped again (:class:`harness.world.vector.SlotVectorEnv`), and the
+model runs on the live slots only.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from harness.core.schema import Status
+from harness.engine.context import ContextWindow
+from harness.engine.policy import DTPolicy
+from harness.world.envs import STATUS_KEY, render_kwargs, slot_info
+from harness.world.vector import ShardedVectorEnv, make_slots
+
+
+@dataclass(frozen=True)
+class EpisodeSpec:
+    """One episode to run.
+
+    Attributes:
+        target: target return, raw (the model sees ``target / return_scale``).
+        seed: reset seed.
+        index: the episode's index k within its cell (seed = base seed + k in a sweep).
+    """
+
+    target: float
+    seed: int
+    index: int = 0
+
+
+@dataclass(frozen=True)
+class EpisodeResult:
+    """What one episode did.
+
+    Attributes:
+        spec: the episode that was run.
+        ret: undiscounted return (up to the failure for a failed episode).
+        length: env steps (a step whose action was not finite is not counted).
+        terminated: ended by the env's termination condition.
+        truncated: ended by the time limit.
+        wall_time_s: seconds from its reset to its end (shared batch time).
+        status: how it ended (:class:`harness.core.schema.Status`: ``ok`` or why it failed).
+        error: the exception text for ``env_error``, else empty.
+        actions: ``(length, act_dim)`` actions taken, only when asked for.
+    """
+
+    spec: EpisodeSpec
+    ret: float
+    length: int
+    terminated: bool
+    truncated: bool
+    wall_time_s: float
+    status: Status = Status.OK
+    error: str = ""
+    actions: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+
+ProgressFn = Callable[[int, int], None]
+"""Called after every step with (episodes finished in this step, env steps in this step)."""
+FinishFn = Callable[[list[EpisodeResult]], None]
+"""Called with the episodes that finished in a step (to write them out as they finish)."""
+
+
+def run_episodes(
+    policy: DTPolicy,
+    env_id: str,
+    episodes: Sequence[EpisodeSpec],
+    num_envs: int,
+    progress: ProgressFn | None = None,
+    record_actions: bool = False,
+    max_episode_steps: int | None = None,
+    on_finish: FinishFn | None = None,
+    env_workers: int = 1,
+    on_frame: Callable[[np.ndarray], None] | None = None,
+    render_size: tuple[int, int] = (480, 480),
+    simulator: str = "batched",
+    pipelines: int = 1,
+) -> list[EpisodeResult]:
+    """Run ``episodes`` with ``policy`` on ``min(num_envs, len(episodes))`` slots.
+
+    Args:
+        policy: the batched policy.
+        env_id: Gymnasium id of the env.
+        episodes: what to run, in order of assignment to slots.
+        num_envs: slots of the vector env.
+        progress: optional per-step callback.
+        record_actions: keep every episode's actions (for tests and debugging).
+        max_episode_steps: override of the env's time limit (benchmarks).
+        on_finish: optional callback with each step's finished episodes.
+        env_workers: processes that step the slots (:class:`harness.world.vector.ShardedVectorEnv`);
+            1 steps them in this process.
+        on_frame: with ``num_envs`` 1, called with each rendered ``(height, width, 3)`` uint8
+            frame (after the reset and after every step): video recording. Rendering reads the
+            simulator's state only, so the episode is the same as without it.
+        render_size: ``(width, height)`` of the frames.
+        simulator: ``batched`` (:class:`harness.world.mjbatch.MujocoBatch` for the locomotion tasks,
+            bit-equal to Gymnasium's envs; other ids and rendering use Gymnasium's) or
+            ``gymnasium`` (Gymnasium's envs always).
+        pipelines: independent rollouts in threads, each with ``num_envs // pipelines`` slots and
+            every ``pipelines``-th episode, so that one steps its simulator (MuJoCo releases the
+            GIL) while another computes its actions (torch releases it too): Sample Factory's
+            double-buffered sampling. The episodes are the same as with one pipeline (the
+            forward is batch invariant); callbacks are serialised. Give each pipeline its share
+            of torch's threads (``torch.set_num_threads``); see ``benchmarks/overlap.py``.
+
+    Returns:
+        One result per episode, in the order of ``episodes``. An episode whose env raised is
+        run once more from its reset on a fresh env before it is recorded as ``env_error``.
+    """
+    if num_envs < 1:
+        raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+    if not episodes:
+        return []
+    if pipelines < 1:
+        raise ValueError(f"pipelines must be >= 1, got {pipelines}")
+    pipelines = min(pipelines, num_envs, len(episodes))
+    if pipelines > 1 and on_frame is None:
+        return _pipelined(
+            policy, env_id, episodes, num_envs, pipelines, progress, record_actions, max_episode_steps,
+            on_finish, env_workers, simulator,
+        )  # fmt: skip
+    n = min(num_envs, len(episodes))
+    if on_frame is not None and (n != 1 or env_workers != 1):
+        raise ValueError("on_frame records one episode at a time: num_envs and env_workers must be 1")
+    if env_workers > 1:
+        envs = ShardedVectorEnv(env_id, n, env_workers, max_episode_steps, simulator)
+    else:
+        render = render_kwargs(env_id, render_size) if on_frame is not None else None
+        envs = make_slots(env_id, n, max_episode_steps, simulator, render)
+    try:
+        run = _Run(policy, envs, episodes, n, progress, record_actions, on_finish)
+        run.on_frame = on_frame
+        return run.run()
+    finally:
+        envs.close()
+
+
+def _pipelined(
+    policy: DTPolicy,
+    env_id: str,
+    episodes: Sequence[EpisodeSpec],
+    num_envs: int,
+    pipelines: int,
+    progress: ProgressFn | None,
+    record_actions: bool,
+    max_episode_steps: int | None,
+    on_finish: FinishFn | None,
+    env_workers: int,
+    simulator: str,
+) -> list[EpisodeResult]:
+    """:func:`run_episodes` as ``pipelines`` rollouts in threads (episode j goes to j % pipelines)."""
+    lock = threading.Lock()
+    groups = [list(range(i, len(episodes), pipelines)) for i in range(pipelines)]
+    shares = [num_envs // pipelines + (1 if i < num_envs % pipelines else 0) for i in range(pipelines)]
+    live = [0] * pipelines
+
+    def task(i: int) -> list[EpisodeResult]:
+        def prog(done: int, running: int) -> None:
+            with lock:
+                live[i] = running
+                if progress is not None:
+                    progress(done, sum(live))
+
+        def fin(results: list[EpisodeResult]) -> None:
+            with lock:
+                if on_finish is not None:
+                    on_finish(results)
+
+        return run_episodes(
+            policy,
+            env_id,
+            [episodes[j] for j in groups[i]],
+            shares[i],
+            prog,
+            record_actions,
+            max_episode_steps,
+            fin,
+            env_workers,
+            simulator=simulator,
+        )
+
+    with ThreadPoolExecutor(pipelines, thread_name_prefix="harness-pipeline") as pool:
+        parts = list(pool.map(task, range(pipelines)))
+    out: list[EpisodeResult | None] = [None] * len(episodes)
+    for group, results in zip(groups, parts, strict=True):
+        for j, r in zip(group, results, strict=True):  # each part is in the order of its episodes
+            out[j] = r
+    return [r for r in out if r is not None]
+
+
+def _statuses(info: dict, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-slot ``(status, error)`` object arrays from a vector env's merged info ("" = none)."""
+    slots = slot_info(info, n)
+    return slots[STATUS_KEY], slots["harness_error"]
+
+
+class _Run:
+    """The state of one ``run_episodes`` call (slots, pending queue, per-slot accumulators)."""
+
+    def __init__(self, policy, envs, episodes, n, progress, record_actions, on_finish) -> None:
+        ckpt = policy.checkpoint
+        self.policy, self.envs, self.episodes, self.n = policy, envs, episodes, n
+        self.progress, self.record_actions, self.on_finish = progress, record_actions, on_finish
+        self.device = policy.device
+        self.scale = policy.scale
+        self.window = ContextWindow(n, ckpt.context_length, ckpt.state_dim, ckpt.act_dim, device=self.device)
+        self.pending: deque[int] = deque(range(len(episodes)))
+        self.attempts = np.zeros(len(episodes), dtype=np.int64)
+        self.slot_episode = np.full(n, -1)  # index into `episodes` of each slot's episode; -1 when idle
+        self.returns = np.zeros(n, dtype=np.float64)
+        self.lengths = np.zeros(n, dtype=np.int64)
+        self.started = np.zeros(n)
+        self.rtg = torch.zeros(n, dtype=torch.float32, device=self.device)
+        self.steps = torch.zeros(n, dtype=torch.long, device=self.device)
+        self.traces: list[list[np.ndarray]] = [[] for _ in range(n)]
+        self.results: list[EpisodeResult | None] = [None] * len(episodes)
+        self.obs = np.zeros((n, *envs.single_observation_space.shape))
+        self.finished_now: list[EpisodeResult] = []
+        self.on_frame: Callable[[np.ndarray], None] | None = None
+
+    def _frame(self) -> None:
+        if self.on_frame is not None and self.slot_episode[0] >= 0:
+            self.on_frame(np.asarray(self.envs.render()[0]))
+
+    def _record(self, i: int, terminated: bool, truncated: bool, status: str, error: str, now: float) -> None:
+        """Slot ``i``'s episode is over: store its result (or re-queue it once after an env error)."""
+        k = int(self.slot_episode[i])
+        status = Status(status or Status.OK)  # an unknown status string raises here
+        if status is Status.ENV_ERROR and self.attempts[k] < 2:
+            self.pending.appendleft(k)  # once more from its reset, on the fresh env
+            return
+        result = EpisodeResult(
+            spec=self.episodes[k],
+            ret=float(self.returns[i]),
+            length=int(self.lengths[i]),
+            terminated=terminated and status is Status.OK,
+            truncated=truncated and not terminated and status is Status.OK,
+            wall_time_s=float(now - self.started[i]),
+            status=status,
+            error=error,
+            actions=(np.stack(self.traces[i]) if self.traces[i] else np.zeros((0, self.policy.checkpoint.act_dim)))
+            if self.record_actions
+            else None,
+        )
+        self.results[k] = result
+        self.finished_now.append(result)
+
+    def _assign(self, slots: np.ndarray) -> None:
+        """Reset ``slots`` with the next pending episodes (idle when none are left).
+
+        A reset that fails twice (GuardedEnv) records that episode as ``env_error`` and the
+        slot takes the next one.
+        """
+        todo = np.asarray(slots)
+        while len(todo):
+            seeds: list[int | None] = [None] * self.n
+            mask = np.zeros(self.n, dtype=bool)
+            now = time.perf_counter()
+            for i in todo:
+                if self.pending:
+                    k = self.pending.popleft()
+                    self.attempts[k] += 1
+                    self.slot_episode[i] = k
+                    seeds[i] = self.episodes[k].seed
+                    self.rtg[i] = self.episodes[k].target / self.scale
+                    mask[i] = True
+                else:
+                    self.slot_episode[i] = -1  # idle for good: neither reset nor stepped again
+                self.returns[i], self.lengths[i], self.started[i] = 0.0, 0, now
+                self.traces[i] = []
+            if not mask.any():
+                return
+            new_obs, info = self.envs.reset(seed=seeds, options={"reset_mask": mask})
+            self.obs = np.where(mask[:, None], new_obs, self.obs)
+            rows = torch.as_tensor(todo, device=self.device)
+            self.window.clear(rows)
+            self.steps[rows] = 0
+            status, error = _statuses(info, self.n)
+            failed = [i for i in todo if status[i] and self.slot_episode[i] >= 0]
+            for i in failed:
+                self._record(i, False, False, str(status[i]), str(error[i]), time.perf_counter())
+            todo = np.asarray(failed, dtype=np.int64)
+
+    def run(self) -> list[EpisodeResult]:
+        n, policy, window = self.n, self.policy, self.window
+        self._assign(np.arange(n))
+        self._frame()
+        self._flush()
+        act_dim = policy.checkpoint.act_dim
+        while (self.slot_episode >= 0).any():
+            live = self.slot_episode >= 0
+            live_rows = None if live.all() else torch.as_tensor(np.flatnonzero(live), device=self.device)
+            window.append(policy.normalize(self.obs), self.rtg, self.steps)
+            acts = policy.act(window.view(), live_rows)
+            finite = torch.isfinite(acts).all(dim=1)
+            if not bool(finite.all()):
+                acts = torch.where(finite[:, None], acts, torch.zeros_like(acts))
+            window.set_last_action(acts, live_rows)
+            actions_np = np.zeros((n, act_dim), dtype=np.float32)
+            nan_slot = np.zeros(n, dtype=bool)
+            if live_rows is None:
+                actions_np[:] = acts.cpu().numpy()
+                nan_slot[:] = ~finite.cpu().numpy()
+            else:
+                idx = live_rows.cpu().numpy()
+                actions_np[idx] = acts.cpu().numpy()
+                nan_slot[idx] = ~finite.cpu().numpy()
+            obs, reward, terminated, truncated, info = self.envs.step(actions_np, live)
+            self._frame()
+            status, error = _statuses(info, n)
+            status[nan_slot & live] = Status.NAN_ACTION.value
+
+            counted = live & ~nan_slot  # a step taken on a placeholder action is not the episode's
+            self.returns[counted] += reward[counted]
+            self.lengths[counted] += 1
+            if self.record_actions:
+                for i in np.flatnonzero(counted):
+                    self.traces[i].append(actions_np[i].copy())
+            self.rtg -= torch.as_tensor(reward / self.scale, dtype=torch.float32, device=self.device)
+            self.steps = torch.clamp(self.steps + 1, max=policy.max_timestep)
+            self.obs = np.where(live[:, None], obs, self.obs)
+
+            done = terminated | truncated | (status != "")
+            now = time.perf_counter()
+            ended = np.flatnonzero(done & live)
+            for i in ended:
+                self._record(i, bool(terminated[i]), bool(truncated[i]), str(status[i]), str(error[i]), now)
+            if self.progress is not None:
+                self.progress(len(self.finished_now), int(live.sum()))
+            if done.any():
+                self._assign(np.flatnonzero(done))
+            self._flush()
+        return [r for r in self.results if r is not None]
+
+    def _flush(self) -> None:
+        if self.finished_now:
+            if self.on_finish is not None:
+                self.on_finish(self.finished_now)
+            self.finished_now = []
