@@ -28,7 +28,7 @@ LAYERS: list[tuple[str, str, list[list[str]]]] = [
     (
         "io",
         "checkpoints (folder, Hub id, embedded name) and offline data; the sweep folder's log",
-        [["data", "results"], ["checkpoints"]],
+        [["data", "results"], ["checkpoints"], ["convert"]],
     ),
     (
         "engine",
@@ -49,10 +49,10 @@ LAYERS: list[tuple[str, str, list[list[str]]]] = [
     (
         "commands",
         "the command line, thin: one module per subcommand, and the harness dispatcher",
-        [["cli"], ["sweep", "plot", "video", "collect", "train", "regression", "compare"], ["main"]],
+        [["cli"], ["sweep", "plot", "video", "collect", "train", "regression", "compare", "convert"], ["main"]],
     ),
 ]
-SHIMS = ["sweep", "plot", "video", "collect", "train", "regression", "compare"]
+SHIMS = ["sweep", "plot", "video", "collect", "train", "regression", "compare", "convert"]
 """``harness/<cmd>.py``: ``python -m harness.<cmd>`` as before the subcommands; each imports its command only."""
 
 
@@ -156,8 +156,8 @@ def layout_markdown() -> str:
         lines.append(f"| {i} | `harness/{package}/` | {holds} | {mods} |")
     lines += [
         "",
-        "`harness/sweep.py`, `plot.py`, `video.py`, `collect.py`, `train.py`, `regression.py` and `compare.py`",
-        "keep `python -m harness.<command>` working; each runs its command in `harness/commands/`.",
+        "The modules `harness/<command>.py` (sweep, plot, video, collect, train, regression, compare, convert) keep",
+        "`python -m harness.<command>` working; each runs its command in `harness/commands/`.",
         "`benchmarks/` and `results/` sit beside the package: measurements as ratios within one run, with",
         "the machine named, and the committed outputs of the real commands.",
         "",

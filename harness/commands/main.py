@@ -24,6 +24,7 @@ SUBCOMMANDS = {
     "video": "grid videos of recorded episodes",
     "collect": "offline data from behaviour agents (the tutorial's schema)",
     "train": "train a Decision Transformer on offline data (the transformers Trainer)",
+    "convert": "convert a CORL or paper-code DT checkpoint into a checkpoint folder",
 }
 
 
