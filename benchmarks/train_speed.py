@@ -23,9 +23,9 @@ import numpy as np
 import pandas as pd
 from transformers.utils import logging as hf_logging
 
-from harness.commands.train import TrainConfig, WindowCollator, train
 from harness.core.provenance import machine as _machine
 from harness.io.data import OfflineDataset
+from harness.offline.training import TrainConfig, WindowCollator, train
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,9 +8,9 @@ import importlib.util
 import numpy as np
 import pytest
 
-from harness.commands.train import WindowCollator
 from harness.core.errors import HarnessError
 from harness.io.data import OfflineDataset, load_source, statistics_from, to_minari
+from harness.offline.training import WindowCollator
 
 h5py = pytest.importorskip("h5py")
 
@@ -120,3 +120,35 @@ def test_collect_writes_d4rl_and_minari_and_train_reads_them(tmp_path, monkeypat
     np.testing.assert_allclose(c1.state_mean, a.state_stats()[0], rtol=1e-6)
     np.testing.assert_array_equal(c1.state_mean, c2.state_mean)
     np.testing.assert_array_equal(c1.state_std, c2.state_std)
+
+
+def test_paper_protocol_in_one_command_at_tiny_scale(tmp_path):
+    """``harness paper FILE.hdf5``: trains on a D4RL file, evaluates at the paper's targets, writes Table 2
+    with the paper's and CORL's numbers; training on the same data as parquet gives the same weights."""
+    import json
+
+    import pandas as pd
+    import torch
+    from safetensors.torch import load_file
+
+    from harness.commands import paper
+
+    data = dataset(4)
+    h5 = data.to_d4rl_hdf5(tmp_path / "d4rl" / "hopper_medium_replay-v2.hdf5")
+    out = tmp_path / "table2"
+    small = ["--steps", "3", "--warmup-steps", "1", "--batch-size", "4", "--hidden-size", "16", "--n-layer", "1"]
+    assert paper.main([str(h5.parent), "--out", str(out), *small, "--context-length", "5", "--episodes", "2"]) == 0
+    table = pd.read_csv(out / "table.csv")
+    assert sorted(table["target"]) == [1800.0, 3600.0] and set(table["dataset"]) == {"hopper-medium-replay"}
+    assert table["paper_dt"].notna().all() and table["corl_dt"].notna().all()
+    assert "82.7" in (out / "table.md").read_text()
+    assert json.loads((out / "hopper-medium-replay" / "sweep" / "metadata.json").read_text())["episodes"] == 4
+    # the same training on the same data in the tutorial's schema: the same weights, so the same rows
+    from harness.offline.training import TrainConfig, train
+
+    parquet = data.to_parquet(tmp_path / "same.parquet")
+    cfg = dict(env="hopper", steps=3, batch_size=4, hidden_size=16, n_layer=1, context_length=5, warmup_ratio=1 / 3)
+    train(TrainConfig(data=str(parquet), out=str(tmp_path / "p"), name="hopper-medium-replay", **cfg))
+    a = load_file(tmp_path / "p" / "model.safetensors")
+    b = load_file(out / "hopper-medium-replay" / "checkpoint" / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -38,9 +38,13 @@ LAYERS: list[tuple[str, str, list[list[str]]]] = [
     (
         "analysis",
         "statistics tables, comparisons, figures and reports, from the CSV files alone",
-        [["summary", "comparison", "figures"], ["report"]],
+        [["summary", "comparison", "figures", "paper"], ["report"]],
     ),
-    ("offline", "offline data making: behaviour agents, the D4RL recipe", [["behavior"], ["recipe"]]),
+    (
+        "offline",
+        "offline data making and training: behaviour agents, the D4RL recipe, the Trainer",
+        [["behavior", "training"], ["recipe"]],
+    ),
     (
         "running",
         "a whole sweep: validation, cells on joblib / Dask / Ray, videos, resume",
@@ -49,7 +53,12 @@ LAYERS: list[tuple[str, str, list[list[str]]]] = [
     (
         "commands",
         "the command line, thin: one module per subcommand, and the harness dispatcher",
-        [["cli"], ["sweep", "plot", "video", "collect", "train", "regression", "compare", "convert"], ["main"]],
+        [
+            ["cli"],
+            ["sweep", "plot", "video", "collect", "train", "regression", "compare", "convert"],
+            ["paper"],
+            ["main"],
+        ],
     ),
 ]
 SHIMS = ["sweep", "plot", "video", "collect", "train", "regression", "compare", "convert"]

@@ -12,6 +12,7 @@ from harness.commands.cli import field_docs
 from harness.engine.evaluate import evaluate
 from harness.io.checkpoints import load_checkpoint
 from harness.io.data import OfflineDataset
+from harness.offline.training import TrainConfig, WindowCollator
 
 
 def tutorial_window(data: OfflineDataset, traj: int, si: int, k: int, mean, std, scale=1000.0, max_ep_len=1000):
@@ -51,7 +52,7 @@ def toy_dataset(lengths=(7, 2, 12, 1)):
 def test_collator_matches_per_sample_windows_everywhere(anchor):
     """``start``: the tutorial's collator; ``end``: the last K timesteps up to the anchor, as evaluation."""
     data = toy_dataset()
-    col = train.WindowCollator(data, context_length=5, max_ep_len=10, anchor=anchor)
+    col = WindowCollator(data, context_length=5, max_ep_len=10, anchor=anchor)
     anchors = np.arange(data.num_transitions)
     batch = col.windows(anchors)
     for g in anchors:
@@ -73,7 +74,7 @@ def test_collator_matches_per_sample_windows_everywhere(anchor):
 
 def test_sampling_is_uniform_over_transitions_and_seeded():
     data = toy_dataset()
-    a, b = train.WindowCollator(data, seed=3), train.WindowCollator(data, seed=3)
+    a, b = WindowCollator(data, seed=3), WindowCollator(data, seed=3)
     for key in ("states", "timesteps"):
         np.testing.assert_array_equal(a.sample(16)[key].numpy(), b.sample(16)[key].numpy())
     counts = np.bincount(a.rng.integers(0, a.n, 22000), minlength=a.n)
@@ -188,7 +189,7 @@ def test_init_fine_tunes_a_checkpoint_with_its_own_statistics(tmp_path, capsys):
     tuned = load_checkpoint(str(tmp_path / "tuned"))
     assert any(not torch.equal(tuned.model.state_dict()[n], t) for n, t in model.state_dict().items())
     # the collator normalises with the checkpoint's statistics, not the data's
-    collator = train.WindowCollator(OfflineDataset.from_parquet(data_path), 4, statistics=(mean, std))
+    collator = WindowCollator(OfflineDataset.from_parquet(data_path), 4, statistics=(mean, std))
     data = OfflineDataset.from_parquet(data_path)
     np.testing.assert_allclose(collator.states, (data.observations - 0.5) / 2.0, rtol=1e-6)
 
@@ -260,8 +261,8 @@ def test_every_train_option_is_documented(capsys):
     with pytest.raises(SystemExit):
         train.main(["--help"])
     text = " ".join(capsys.readouterr().out.split())
-    for name in train.TrainConfig.__dataclass_fields__:
+    for name in TrainConfig.__dataclass_fields__:
         flag = "--" + name.replace("_", "-")
-        doc = " ".join(field_docs(train.TrainConfig)[name].split())
+        doc = " ".join(field_docs(TrainConfig)[name].split())
         assert flag in text and doc[:40] in text, flag
     assert "Optimizer steps (gradient updates)" in text and "fraction of --steps" in text

@@ -25,6 +25,7 @@ SUBCOMMANDS = {
     "collect": "offline data from behaviour agents (the tutorial's schema)",
     "train": "train a Decision Transformer on offline data (the transformers Trainer)",
     "convert": "convert a CORL or paper-code DT checkpoint into a checkpoint folder",
+    "paper": "the paper's Table 2 protocol: train on D4RL or Minari data, evaluate, table beside the paper's",
 }
 
 
