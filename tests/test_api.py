@@ -54,6 +54,7 @@ def args(ckpt: Path, out: Path, *extra: str) -> list[str]:
     return ["--envs", "hopper", "--checkpoint", f"hopper={ckpt}", "--out", str(out), "--no-progress", *extra]
 
 
+@pytest.mark.slow
 def test_console_script_and_python_m_give_the_same_rows(tiny_checkpoints, tmp_path):
     """``harness sweep`` (the installed script) and ``python -m harness.sweep``: the same rows."""
     exe = shutil.which("harness", path=str(Path(sys.executable).parent))

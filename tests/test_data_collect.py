@@ -176,6 +176,7 @@ def test_tilt_starts_episodes_pitched_at_rest(tmp_path, monkeypatch):
     assert collect.main([*argv, "--tilt-range", "1", "0", "--out", str(tmp_path / "v.parquet")]) == 2
 
 
+@pytest.mark.slow
 def test_d4rl_recipe_tiny_scale_and_resume(tmp_path, capsys):
     """The D4RL recipe end to end at a tiny scale: SAC stops at the threshold, medium-replay is
     the replay buffer's finished episodes, medium is a sampled rollout; an unreachable threshold

@@ -177,6 +177,7 @@ def test_batch_dependence_is_caught():
     assert {n for n, _ in bad} == {4, 16}  # alone (M = 1) is the odd one out: every larger batch differs
 
 
+@pytest.mark.slow
 def test_episodes_are_bit_equal_across_num_envs(tmp_path):
     ckpt = load_checkpoint(str(make_checkpoint(tmp_path / "m", "Hopper-v4", hidden=32, n_layer=2, context_length=8)))
     targets = [100.0, 1800.0, 3600.0, 500.0, 2500.0, 900.0, 3000.0] * 4

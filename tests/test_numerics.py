@@ -40,6 +40,7 @@ def test_import_harness_pins_by_default():
     assert (s["mkl_cbwr"], s["torch_cpu_capability"]) == ("COMPATIBLE,STRICT", "AVX2")
 
 
+@pytest.mark.slow
 @needs_x86
 def test_modes_from_the_environment_and_switched_before_the_first_kernel():
     s = fresh("import harness\n" + STATE, HARNESS_NUMERICS="native")

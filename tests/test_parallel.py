@@ -54,17 +54,20 @@ def sequential(ckpts, tmp_path_factory):
     return rows(out)
 
 
+@pytest.mark.slow
 def test_loky_two_jobs_same_rows(ckpts, sequential, tmp_path):
     assert sweep.main(args(ckpts, tmp_path / "run", "--jobs", "2")) == 0
     pd.testing.assert_frame_equal(rows(tmp_path / "run"), sequential)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("distributed") is None, reason="dask.distributed not installed")
 def test_dask_local_cluster_two_workers_same_rows(ckpts, sequential, tmp_path):
     assert sweep.main(args(ckpts, tmp_path / "run", "--jobs", "2", "--backend", "dask")) == 0
     pd.testing.assert_frame_equal(rows(tmp_path / "run"), sequential)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="ray not installed")
 def test_ray_two_jobs_same_rows(ckpts, sequential, tmp_path, monkeypatch):
     monkeypatch.delenv("RAY_ADDRESS", raising=False)  # a local Ray instance
@@ -72,6 +75,7 @@ def test_ray_two_jobs_same_rows(ckpts, sequential, tmp_path, monkeypatch):
     pd.testing.assert_frame_equal(rows(tmp_path / "run"), sequential)
 
 
+@pytest.mark.slow
 def test_parallel_resume_runs_only_missing_episodes(ckpts, sequential, tmp_path):
     out = tmp_path / "run"
     assert sweep.main(args(ckpts, out)) == 0

@@ -149,6 +149,7 @@ def test_write_needs_a_reason(capsys):
     assert "--reason" in err and "Traceback" not in err
 
 
+@pytest.mark.slow
 @needs_embedded
 def test_embedded_checkpoints_pass_the_gate(all_cores):
     """The gate as CI runs it (auto: exact on the reference's platform, else statistical)."""
@@ -168,6 +169,7 @@ def _scaled_head(env: str, factor: float):
     return ckpt
 
 
+@pytest.mark.slow
 @needs_embedded
 def test_gate_fails_at_a_0_97_action_head(all_cores):
     """The mutation: the embedded action heads scaled by 0.97. Only halfcheetah's scores move at
@@ -191,6 +193,7 @@ def test_gate_fails_at_a_0_97_action_head(all_cores):
     assert failed, "\n".join(lines)
 
 
+@pytest.mark.slow
 @needs_embedded
 def test_bf16_scores_like_fp32(all_cores):
     """--precision bf16 on the embedded checkpoints: same seeds (the gate's exact episodes),

@@ -73,6 +73,7 @@ def slow_ckpt(tmp_path_factory) -> Path:
     return make_checkpoint(tmp_path_factory.mktemp("c") / "hopper", "Hopper-v4", hidden=32, n_layer=2)
 
 
+@pytest.mark.slow
 def test_sigkill_midway_then_resume_equals_uninterrupted(tmp_path, slow_ckpt):
     whole = tmp_path / "whole"
     assert sweep.main(sweep_args(slow_ckpt, whole)) == 0
@@ -97,6 +98,7 @@ def test_sigkill_midway_then_resume_equals_uninterrupted(tmp_path, slow_ckpt):
     pd.testing.assert_frame_equal(pd.read_csv(out / "summary.csv"), pd.read_csv(whole / "summary.csv"))
 
 
+@pytest.mark.slow
 def test_ctrl_c_keeps_finished_episodes_and_says_how_to_resume(tmp_path, slow_ckpt):
     out = tmp_path / "run"
     proc = start(sweep_args(slow_ckpt, out))

@@ -41,6 +41,7 @@ def test_recorded_episode_decodes_and_equals_the_unrecorded_one(tmp_path):
     assert frames.std() > 1  # not a blank render
 
 
+@pytest.mark.slow
 @needs_gl
 def test_sweep_video_option_and_grid(tmp_path):
     ckpt = make_checkpoint(tmp_path / "c", "Hopper-v4", hidden=32, n_layer=2)
