@@ -9,10 +9,11 @@ rounds (so a slow patch of a shared machine hits all three alike):
 
 Time is the process's CPU time with one torch thread: it counts the work this process does and
 not the time other processes take from it, which is what makes the ratios steady on a shared
-2-core machine (wall-clock ratios swung 3.8-4.8x run to run on the same code). The gate is on the
-median ratio over rounds: ``shipped / reference >= --min-vs-reference`` and
-``shipped / stock >= --min-vs-stock``. The second one is what sees the fast path go: without it
-``shipped`` *is* ``stock`` (ratio 1.0).
+2-core machine (wall-clock ratios swung 3.8-4.8x run to run on the same code). The two batched
+methods take turns running right after the tutorial loop (the one that does pays a warm-up), and
+the gate is on the ratio of env-steps per CPU second over all rounds:
+``shipped / reference >= --min-vs-reference`` and ``shipped / stock >= --min-vs-stock``. The
+second one is what sees the fast path go: without it ``shipped`` *is* ``stock`` (ratio 1.0).
 
 The timed episodes are checked, too: ``stock``'s returns must equal the reference loop's for the
 same seeds exactly (same computation, batched), and every action ``shipped`` takes in an untimed
@@ -51,10 +52,13 @@ from harness.io.checkpoints import load_checkpoint
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from throughput import ENV_ID, TARGET, hub_size_checkpoint  # noqa: E402
 
-MIN_VS_REFERENCE = 3.0
-"""Gate on shipped / reference (see README, Speed, for the values measured and why this one)."""
-MIN_VS_STOCK = 1.3
-"""Gate on shipped / stock: the fast path's own speed-up (1.0 when it is switched off)."""
+MIN_VS_REFERENCE = 2.0
+"""Gate on shipped / reference. Set from what holds on every CPU measured (the manual's Speed page):
+Intel Xeon (AMX) native medians 4.0-4.65; AMD EPYC (AVX-512, no AMX) native 2.68, pinned 2.92
+(rounds 2.58-3.73). The old 3.0 failed on the AMD EPYC whatever the code did."""
+MIN_VS_STOCK = 1.2
+"""Gate on shipped / stock: the fast path's own speed-up (1.0 when it is switched off; measured
+1.53-1.80 Intel native, 1.53 AMD native, 1.42 (rounds 1.36-1.50) AMD pinned)."""
 ACTION_ATOL = 1e-5
 MUTATIONS = ("none", "no-fast", "double-forward")
 
@@ -89,7 +93,7 @@ def _cpu_seconds(fn) -> tuple[float, object]:  # noqa: ANN001
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--rounds", type=int, default=6, help="an even number: each batched method goes first as often")
     p.add_argument("--num-envs", type=int, default=32)
     p.add_argument("--episodes", type=int, default=32, help="episodes of the batched methods per round")
     p.add_argument("--reference-episodes", type=int, default=3, help="episodes of the tutorial loop per round")
@@ -122,7 +126,12 @@ def main(argv: list[str] | None = None) -> int:
     }
     rows, returns = [], {}
     for r in range(args.rounds):
-        for name, fn in methods.items():
+        # the batched method that runs right after the tutorial loop pays a warm-up (measured: the
+        # no-fast mutant, the same code twice, read 1.20x when "shipped" always ran second), so the
+        # two batched methods take turns going first, and the gate uses totals over all rounds
+        order = ["reference", "stock", "shipped"] if r % 2 == 0 else ["reference", "shipped", "stock"]
+        for name in order:
+            fn = methods[name]
             seconds, results = _cpu_seconds(fn)
             done = sum(x.length for x in results)
             returns[name] = {x.spec.seed if hasattr(x, "spec") else k: x.ret for k, x in enumerate(results)}
@@ -132,14 +141,18 @@ def main(argv: list[str] | None = None) -> int:
             print(f"round {r} {name:9} {done / seconds:8,.0f} env-steps per CPU second", file=sys.stderr, flush=True)
     df = pd.DataFrame(rows)
     rate = df.pivot(index="round", columns="method", values="steps_per_cpu_s")
+    total = df.groupby("method")[["env_steps", "cpu_s"]].sum()
+    overall = total["env_steps"] / total["cpu_s"]  # env-steps per CPU second over all rounds
     vs_ref = rate["shipped"] / rate["reference"]
     vs_stock = rate["shipped"] / rate["stock"]
+    vs_ref_all = float(overall["shipped"] / overall["reference"])
+    vs_stock_all = float(overall["shipped"] / overall["stock"])
     exact = all(returns["stock"][k] == ret for k, ret in returns["reference"].items())
     checking = _Checking(ckpt)
     run_episodes(checking, ENV_ID, specs[:8], 8, max_episode_steps=steps)
     ok_returns = exact and checking.max_gap <= ACTION_ATOL
-    ok_ref = float(vs_ref.median()) >= args.min_vs_reference
-    ok_stock = float(vs_stock.median()) >= args.min_vs_stock
+    ok_ref = vs_ref_all >= args.min_vs_reference
+    ok_stock = vs_stock_all >= args.min_vs_stock
     m = machine()
     meta = {
         "command": "python benchmarks/speed_gate.py " + " ".join(sys.argv[1:] if argv is None else argv),
@@ -147,8 +160,18 @@ def main(argv: list[str] | None = None) -> int:
         "machine_line": machine_line(m),
         "versions": versions(),
         "mutation": args.mutate,
-        "shipped_vs_reference": {"median": vs_ref.median(), "min": vs_ref.min(), "max": vs_ref.max()},
-        "shipped_vs_stock": {"median": vs_stock.median(), "min": vs_stock.min(), "max": vs_stock.max()},
+        "shipped_vs_reference": {
+            "all_rounds": vs_ref_all,
+            "median": vs_ref.median(),
+            "min": vs_ref.min(),
+            "max": vs_ref.max(),
+        },
+        "shipped_vs_stock": {
+            "all_rounds": vs_stock_all,
+            "median": vs_stock.median(),
+            "min": vs_stock.min(),
+            "max": vs_stock.max(),
+        },
         "gates": {"vs_reference": args.min_vs_reference, "vs_stock": args.min_vs_stock, "action_atol": ACTION_ATOL},
         "stock_returns_equal_reference": exact,
         "shipped_max_action_gap_vs_stock": checking.max_gap,
@@ -158,9 +181,12 @@ def main(argv: list[str] | None = None) -> int:
     df.to_csv(args.out / "speed_gate.csv", index=False)
     (args.out / "speed_gate.json").write_text(json.dumps(meta, indent=2, default=float) + "\n")
     print(f"machine: {machine_line(m)}")
-    spread = lambda s: f"median {s.median():.2f}x, rounds {s.min():.2f}-{s.max():.2f}x"  # noqa: E731
-    print(f"{'ok' if ok_ref else 'FAIL'}: shipped / tutorial loop {spread(vs_ref)} (gate >= {args.min_vs_reference}x)")
-    print(f"{'ok' if ok_stock else 'FAIL'}: shipped / stock forward {spread(vs_stock)} (gate >= {args.min_vs_stock}x)")
+    spread = lambda a, s: f"{a:.2f}x over all rounds, rounds {s.min():.2f}-{s.max():.2f}x"  # noqa: E731
+    verdict = {True: "ok", False: "FAIL"}
+    ref_line = spread(vs_ref_all, vs_ref)
+    stock_line = spread(vs_stock_all, vs_stock)
+    print(f"{verdict[ok_ref]}: shipped / tutorial loop {ref_line} (gate >= {args.min_vs_reference}x)")
+    print(f"{verdict[ok_stock]}: shipped / stock forward {stock_line} (gate >= {args.min_vs_stock}x)")
     print(
         f"{'ok' if ok_returns else 'FAIL'}: stock returns equal the tutorial loop's: {exact}; shipped actions within "
         f"{checking.max_gap:.1e} of the stock forward (<= {ACTION_ATOL:g})"
