@@ -202,3 +202,21 @@ def test_bf16_scores_like_fp32(all_cores):
     lines = regression.compare_precisions(regression.run_embedded("fp32", n), regression.run_embedded("bf16", n))
     print("\n".join(lines))
     assert not [line for line in lines if line.startswith("FAIL")], "\n".join(lines)
+
+
+def test_precision_check_sees_a_real_shift_and_not_noise():
+    """compare_precisions (Bonferroni over cells): passes a second sample of the same scores,
+    fails a 15-point drop in one cell (mutation)."""
+    rng = np.random.default_rng(0)
+    cells = [("hopper", 800.0), ("hopper", 2000.0), ("walker2d", 1000.0)]
+    frame = lambda shift: pd.DataFrame(  # noqa: E731
+        [
+            {"env": e, "target": t, "normalized_score": 50 + 5 * rng.normal() - (shift if (e, t) == cells[1] else 0)}
+            for e, t in cells
+            for _ in range(12)
+        ]
+    )
+    a = frame(0.0)
+    assert not any(line.startswith("FAIL") for line in regression.compare_precisions(a, frame(0.0)))
+    lines = regression.compare_precisions(a, frame(15.0))
+    assert [line.split()[1] for line in lines if line.startswith("FAIL")] == ["hopper/2000"]

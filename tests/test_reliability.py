@@ -102,13 +102,15 @@ def test_sigkill_midway_then_resume_equals_uninterrupted(tmp_path, slow_ckpt):
 def test_ctrl_c_keeps_finished_episodes_and_says_how_to_resume(tmp_path, slow_ckpt):
     out = tmp_path / "run"
     proc = start(sweep_args(slow_ckpt, out))
-    wait_for_rows(out / "episodes.csv", 10, proc)
+    # early in the rollout: this checkpoint's 120 episodes take about a second once the first rows
+    # appear, so a signal after 10 rows once landed after the sweep had finished (exit 0 in CI)
+    wait_for_rows(out / "episodes.csv", 2, proc)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130
+    assert proc.returncode == 130, err[-2000:]
     assert "rerun the same command to resume" in err and "Traceback" not in err
     kept = pd.read_csv(out / "episodes.csv")
-    assert len(kept) >= 10
+    assert 2 <= len(kept) < 120
     assert sweep.main(sweep_args(slow_ckpt, out)) == 0
     assert len(pd.read_csv(out / "episodes.csv")) == 120
 

@@ -280,18 +280,24 @@ def unexplained_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return found
 
 
-def compare_precisions(fp32: pd.DataFrame, other: pd.DataFrame) -> list[str]:
+def compare_precisions(fp32: pd.DataFrame, other: pd.DataFrame, alpha: float = 0.05) -> list[str]:
     """Lines per cell; ``FAIL`` when the two means differ by more than the episode-to-episode CI.
 
-    The CI half-width is ``1.96 * sqrt(s1**2 / n + s2**2 / n)`` of the two cells' episode
-    scores (at least 1 point: cells whose episodes all score alike would otherwise demand
-    bit-equal returns, which bf16 does not promise).
+    The CI half-width is ``z * sqrt(s1**2 / n + s2**2 / n)`` of the two cells' episode scores,
+    with ``z`` for a family-wise ``alpha`` over all cells (Bonferroni: 9 cells at 95% each would
+    raise a false alarm about a third of the time; seen once, halfcheetah/7000 by 0.1 point), and
+    at least 1 point (cells whose episodes all score alike would otherwise demand bit-equal returns,
+    which bf16 does not promise).
     """
+    from scipy.stats import norm
+
+    cells = list(fp32.groupby(["env", "target"]))
+    z = float(norm.ppf(1 - alpha / (2 * max(len(cells), 1))))
     lines = []
-    for (env, target), a in fp32.groupby(["env", "target"]):
+    for (env, target), a in cells:
         b = other[(other["env"] == env) & (other["target"] == target)]
         sa, sb = a["normalized_score"], b["normalized_score"]
-        half = max(1.96 * (sa.var() / len(sa) + sb.var() / len(sb)) ** 0.5, 1.0)
+        half = max(z * (sa.var() / len(sa) + sb.var() / len(sb)) ** 0.5, 1.0)
         diff = sb.mean() - sa.mean()
         status = "FAIL" if abs(diff) > half else "ok"
         lines.append(
