@@ -147,6 +147,7 @@ def batch_dependence(act, pool: Window, sizes=SIZES) -> list[tuple[int, int]]:
     return bad
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_rows_do_not_depend_on_their_batch(dtype, threads):

@@ -33,6 +33,7 @@ def fresh(code: str, **env: str) -> dict:
 STATE = "import json; from harness.core import numerics; print(json.dumps(numerics.state()))"
 
 
+@pytest.mark.slow
 @needs_x86
 def test_import_harness_pins_by_default():
     s = fresh("import harness\n" + STATE)
@@ -63,6 +64,7 @@ def test_too_late_is_said_in_one_line_and_recorded():
     assert numerics.describe(s).startswith("warning: numerics: pinned requested but not in force")
 
 
+@pytest.mark.slow
 @needs_x86
 def test_children_inherit_the_mode():
     """loky, Dask and Ray workers on this machine start from this process's environment."""
