@@ -38,6 +38,13 @@ def sweep_args(ckpt: Path, out: Path, episodes: int = 60, *extra: str) -> list[s
     ]
 
 
+def _default_sigint() -> None:
+    """In the child: SIGINT back to its default. An earlier test's Ray or Dask can leave SIGINT
+    ignored in the test process, and a child inherits an ignored SIGINT (Python then installs no
+    KeyboardInterrupt handler): the Ctrl-C test's sweep ran to its end in CI."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start(args: list[str], cwd: Path | None = None) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "harness.commands.sweep", *args],
@@ -46,6 +53,7 @@ def start(args: list[str], cwd: Path | None = None) -> subprocess.Popen:
         text=True,
         cwd=cwd,
         env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        preexec_fn=_default_sigint,
     )
 
 
