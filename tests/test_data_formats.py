@@ -137,7 +137,8 @@ def test_paper_protocol_in_one_command_at_tiny_scale(tmp_path):
     h5 = data.to_d4rl_hdf5(tmp_path / "d4rl" / "hopper_medium_replay-v2.hdf5")
     out = tmp_path / "table2"
     small = ["--steps", "3", "--warmup-steps", "1", "--batch-size", "4", "--hidden-size", "16", "--n-layer", "1"]
-    assert paper.main([str(h5.parent), "--out", str(out), *small, "--context-length", "5", "--episodes", "2"]) == 0
+    flags = ["--context-length", "5", "--episodes", "2", "--window", "start", "--bf16"]
+    assert paper.main([str(h5.parent), "--out", str(out), *small, *flags]) == 0
     table = pd.read_csv(out / "table.csv")
     assert sorted(table["target"]) == [1800.0, 3600.0] and set(table["dataset"]) == {"hopper-medium-replay"}
     assert table["paper_dt"].notna().all() and table["corl_dt"].notna().all()
@@ -148,6 +149,9 @@ def test_paper_protocol_in_one_command_at_tiny_scale(tmp_path):
 
     parquet = data.to_parquet(tmp_path / "same.parquet")
     cfg = dict(env="hopper", steps=3, batch_size=4, hidden_size=16, n_layer=1, context_length=5, warmup_ratio=1 / 3)
+    cfg |= dict(window="start", bf16=True)  # forwarded by harness paper (start windows give other batches)
+    written = json.loads((out / "hopper-medium-replay" / "checkpoint" / "train_config.json").read_text())
+    assert (written["window"], written["bf16"]) == ("start", True)
     train(TrainConfig(data=str(parquet), out=str(tmp_path / "p"), name="hopper-medium-replay", **cfg))
     a = load_file(tmp_path / "p" / "model.safetensors")
     b = load_file(out / "hopper-medium-replay" / "checkpoint" / "model.safetensors")

@@ -20,9 +20,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from harness.analysis.paper import markdown, published, table
-from harness.commands.cli import DefaultsFormatter, Parser, quiet_hf_logs, run
+from harness.commands.cli import DefaultsFormatter, Parser, field_docs, quiet_hf_logs, run
 from harness.core.errors import HarnessError
-from harness.offline.training import TrainConfig, train
+from harness.offline.training import ANCHORS, TrainConfig, train
 from harness.running.runner import SweepConfig, run_sweep
 from harness.world.envs import resolve_env
 
@@ -73,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-layer", type=int, default=d.n_layer, help="(the paper's: 3)")
     p.add_argument("--n-head", type=int, default=d.n_head, help="(the paper's: 1)")
     p.add_argument("--train-seed", type=int, default=0, help="seed of initialisation and sampling")
+    docs = field_docs(TrainConfig)
+    p.add_argument("--window", choices=ANCHORS, default=d.window, help=docs["window"] + " The paper's code: start.")
+    p.add_argument("--bf16", action="store_true", help=docs["bf16"] + " Off: the paper trained in fp32.")
     p.add_argument("--episodes", type=int, default=100, help="evaluation episodes per target (the paper's: 100)")
     p.add_argument("--seed", type=int, default=0, help="episode k is reset with seed SEED + k")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads for training (0: all)")
@@ -112,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
                     context_length=args.context_length,
                     seed=args.train_seed,
                     threads=args.threads,
+                    window=args.window,
+                    bf16=args.bf16,
                     name=name,
                     save_steps=max(1, args.steps // 10),
                 )

@@ -160,7 +160,8 @@ class TrainConfig:
     """One training run (``python -m harness.train``: one flag per field, help from these docstrings)."""
 
     data: str
-    """Parquet dataset in the tutorial's schema (written by python -m harness.collect)."""
+    """Offline data: a parquet file in the tutorial's schema (harness collect), a D4RL .hdf5 file,
+    minari:DATASET_ID (local Minari root) or a Hub dataset id."""
     env: str
     """Env the data comes from: hopper, walker2d, halfcheetah or a full Gymnasium id."""
     out: str
