@@ -156,3 +156,34 @@ def test_paper_protocol_in_one_command_at_tiny_scale(tmp_path):
     a = load_file(tmp_path / "p" / "model.safetensors")
     b = load_file(out / "hopper-medium-replay" / "checkpoint" / "model.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.slow
+def test_paper_from_hdf5_benchmark_compares_both_paths(tmp_path):
+    """``benchmarks/paper_from_hdf5.py`` at tiny scale: export, both paths through the real commands,
+    and a comparison that finds them equal (its exit code is 1 when anything differs)."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    parquet = dataset(5).to_parquet(tmp_path / "hopper-medium-replay.parquet")
+    out = tmp_path / "check"
+    args = [str(parquet), "--steps", "2", "--episodes", "1", "--seed", "3", "--out", str(out)]
+    run = subprocess.run(
+        [sys.executable, str(root / "benchmarks" / "paper_from_hdf5.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    report = json.loads((out / "comparison.json").read_text())
+    assert report["same"] and report["table_equal"]
+    assert report["datasets"]["hopper-medium-replay"] == {
+        "tensors": report["datasets"]["hopper-medium-replay"]["tensors"],
+        "tensors_differ": [],
+        "episodes": 2,
+        "episodes_differ": 0,
+    }
+    assert (out / "d4rl" / "hopper_medium_replay-v2.hdf5").is_file()
