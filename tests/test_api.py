@@ -120,6 +120,41 @@ class _Page(HTMLParser):
         self.text.append(data)
 
 
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+INKED = 0.005  # share of a 1000x1400 screenshot darker than grey 200; a tiny sweep's report inks about 0.03
+
+
+def inked_share(page: Path, tmp_path: Path) -> float | None:
+    """Render ``page`` in headless Chromium (no scrollbars) and return the share of its pixels that
+    are inked (darker than grey 200); None without Chromium. A blank page gives 0: the earlier check
+    (pixel std > 5) passed a blank page, whose scrollbar alone has std 7."""
+    if CHROMIUM is None:
+        return None
+    shot = tmp_path / f"{page.stem}.png"
+    subprocess.run(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--no-first-run",
+            "--hide-scrollbars",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            f"--screenshot={shot}",
+            "--window-size=1000,1400",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    import numpy as np
+    from PIL import Image
+
+    return float((np.asarray(Image.open(shot).convert("L")) < 200).mean())
+
+
 def test_report_html_is_one_self_contained_page(tiny_checkpoints, tmp_path):
     out = tmp_path / "run"
     assert sweep.main([*args(tiny_checkpoints["hopper"], out), "--targets", "100", "900", "--episodes", "2"]) == 0
@@ -133,29 +168,12 @@ def test_report_html_is_one_self_contained_page(tiny_checkpoints, tmp_path):
     text = " ".join(page.text)
     assert "pinned" in text and "harness sweep" in text
 
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
+    inked = inked_share(out / "report.html", tmp_path)
+    if inked is None:
         return  # rendering check needs Chromium (CI installs it where apt is usable)
-    shot = tmp_path / "shot.png"
-    subprocess.run(
-        [
-            chromium,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--no-first-run",
-            f"--user-data-dir={tmp_path / 'profile'}",
-            f"--screenshot={shot}",
-            "--window-size=1000,1400",
-            (out / "report.html").as_uri(),
-        ],
-        capture_output=True,
-        timeout=120,
-        check=False,
-    )
-    import numpy as np
-    from PIL import Image
-
-    pixels = np.asarray(Image.open(shot).convert("L"))
-    assert pixels.std() > 5  # not a blank page
+    assert inked > INKED, f"the rendered report is blank ({inked:.4f} of its pixels inked)"
+    # the check's power: the same page with its body hidden (what a broken stylesheet or script
+    # would show) must fail it
+    hidden = out / "hidden.html"
+    hidden.write_text((out / "report.html").read_text().replace("</style>", "body{visibility:hidden}</style>", 1))
+    assert inked_share(hidden, tmp_path) <= INKED
