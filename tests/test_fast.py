@@ -61,10 +61,22 @@ def stock(m: DecisionTransformerModel, w: Window) -> torch.Tensor:
     ],
 )
 @pytest.mark.parametrize("k", [1, 2, 7])
-def test_fp32_equals_stock_forward(kw, k):
+@pytest.mark.parametrize("products", ["fixed", "torch"])
+def test_fp32_equals_stock_forward(kw, k, products):
     m = model(**kw)
     w = windows(m, 23, k)
-    np.testing.assert_allclose(FastActionHead(m)(w).numpy(), stock(m, w).numpy(), atol=1e-5, rtol=0)
+    np.testing.assert_allclose(FastActionHead(m, products=products)(w).numpy(), stock(m, w).numpy(), atol=1e-5, rtol=0)
+
+
+def test_pinned_fp32_uses_the_fixed_order_products():
+    """Under pinned numerics (the tests' mode) fp32 on CPU runs the fixed-order kernel; bf16 never does."""
+    from harness.core import numerics
+
+    m = model()
+    assert numerics.requested() is numerics.Numerics.PINNED
+    assert FastActionHead(m).products == "fixed" and FastActionHead(m, torch.bfloat16).products == "torch"
+    with pytest.raises(ValueError, match="fp32 on CPU only"):
+        FastActionHead(m, torch.bfloat16, products="fixed")
 
 
 def test_blocks_and_buffer_reuse_do_not_change_results():
@@ -230,17 +242,20 @@ def position_dependence(act, probes: Window, fill: Window, block: int) -> list[t
 
 
 def _odd_rows_off_by_one_ulp(monkeypatch) -> None:
-    """Mutation: a GEMM whose rounding depends on the row's position (every odd output row of every
-    ``addmm`` one ulp up), what MKL does on AMD EPYC with AVX-512 outside its strict CNR mode."""
-    original = torch.addmm
+    """Mutation: products whose rounding depends on the row's position (every odd output row of every
+    ``addmm`` and every fixed-order product one ulp up), what MKL does on AMD EPYC with AVX-512
+    outside its strict CNR mode."""
+    from harness.core import fixedgemm
 
-    def addmm(*args, **kwargs):
-        out = original(*args, **kwargs)
-        odd = out[1::2]
+    original, fixed = torch.addmm, fixedgemm.gemm
+
+    def nudge(out: torch.Tensor) -> torch.Tensor:
+        odd = out[..., 1::2, :]
         odd.copy_(torch.nextafter(odd, torch.full_like(odd, float("inf"))))
         return out
 
-    monkeypatch.setattr(torch, "addmm", addmm)
+    monkeypatch.setattr(torch, "addmm", lambda *a, **kw: nudge(original(*a, **kw)))
+    monkeypatch.setattr(fixedgemm, "gemm", lambda *a, **kw: nudge(fixed(*a, **kw)))
 
 
 @pytest.mark.parametrize("threads", [1, 2])

@@ -17,8 +17,8 @@ PACKAGE = ROOT / "harness"
 LAYERS: list[tuple[str, str, list[list[str]]]] = [
     (
         "core",
-        "names and errors, pinned numerics, provenance, statistics (imports nothing of the project)",
-        [["errors", "schema", "numerics", "provenance", "stats"]],
+        "names and errors, the fixed-order GEMM, pinned numerics, provenance, statistics",
+        [["errors", "schema", "fixedgemm", "provenance", "stats"], ["numerics"]],
     ),
     (
         "world",

@@ -38,7 +38,8 @@ STATE = "import json; from harness.core import numerics; print(json.dumps(numeri
 def test_import_harness_pins_by_default():
     s = fresh("import harness\n" + STATE)
     assert s["mode"] == "pinned" and s["in_force"] and s["portable"]
-    assert (s["mkl_cbwr"], s["torch_cpu_capability"]) == ("COMPATIBLE,STRICT", "AVX2")
+    assert (s["mkl_cbwr"], s["torch_cpu_capability"]) == ("AUTO,STRICT", "AVX2")
+    assert s["products"].startswith("fixed-order products") and s["note"] is None
 
 
 @pytest.mark.slow
@@ -52,7 +53,7 @@ def test_modes_from_the_environment_and_switched_before_the_first_kernel():
     assert (s["mode"], s["in_force"], s["mkl_cbwr"]) == ("local", True, "AUTO,STRICT")
     assert s["torch_cpu_capability"] != "AVX2" or "avx512" not in Path("/proc/cpuinfo").read_text()
     s = fresh("import harness, json; from harness.core import numerics; print(json.dumps(numerics.apply('pinned')))")
-    assert s["in_force"] and s["mkl_cbwr"] == "COMPATIBLE,STRICT"
+    assert s["in_force"] and s["portable"] and s["torch_cpu_capability"] == "AVX2"
 
 
 @needs_x86
@@ -102,11 +103,38 @@ def test_regression_platform_names_the_mode_not_the_cpu(monkeypatch):
     CPU with AVX2); in any other mode it names the CPU again."""
     from harness.commands import regression
 
-    pinned = {"mode": "pinned", "mkl_cbwr": "COMPATIBLE,STRICT", "torch_cpu_capability": "AVX2"}
+    pinned = {"mode": "pinned", "mkl_cbwr": "AUTO,STRICT", "torch_cpu_capability": "AVX2"}
+    pinned |= {"products": "fixed-order products (AVX2+FMA kernel)"}
     monkeypatch.setattr(regression.numerics, "state", lambda: pinned | {"in_force": True, "portable": True})
     p = regression.platform()
-    assert "cpu" not in p and p["numerics"].startswith("pinned") and p["evaluation_revision"] == 3
+    assert "cpu" not in p and "blas" not in p and p["numerics"].startswith("pinned") and p["evaluation_revision"] == 4
     monkeypatch.setattr(
         regression.numerics, "state", lambda: pinned | {"mode": "native", "in_force": True} | {"portable": False}
     )
     assert regression.platform()["cpu"] and regression.platform()["numerics"] == "native"
+
+
+@pytest.mark.slow
+@needs_x86
+def test_pinned_without_its_kernel_says_so_in_one_line_and_still_runs():
+    """No C compiler (or HARNESS_FIXED_GEMM=off): pinned runs torch's products, not portable, one line."""
+    s = fresh("import harness\n" + STATE, HARNESS_FIXED_GEMM="off")
+    assert s["mode"] == "pinned" and s["in_force"] and not s["portable"]
+    assert s["products"].startswith("torch products") and "\n" not in s["note"] and "switched off" in s["note"]
+    assert numerics.describe(s).startswith("warning: numerics: pinned")
+
+
+@pytest.mark.slow
+@needs_x86
+@pytest.mark.parametrize("mutant", ["split-k", "bias-first"])
+def test_a_kernel_that_fails_its_self_check_is_not_used(mutant):
+    """The start-up self-check catches a kernel that splits K or adds the bias first: pinned is then
+    not portable, says why in one line, and the policy runs torch's products instead."""
+    code = (
+        "import harness, json, torch\nfrom harness.core import numerics\n"
+        "from harness.engine.fast import default_products\n"
+        "s = numerics.state(); s['default'] = default_products(torch.float32); print(json.dumps(s))"
+    )
+    s = fresh(code, HARNESS_FIXED_GEMM_MUTANT=mutant)
+    assert not s["portable"] and s["default"] == "torch"
+    assert "does not compute the definition" in s["note"] or "known answer" in s["note"]

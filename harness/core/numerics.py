@@ -1,27 +1,29 @@
-"""Pinned numerics: the same fp32 floats for the same episode on every x86-64 CPU with AVX2.
+"""Pinned numerics: the same fp32 floats for the same episode on every x86-64 CPU with AVX2, at native speed.
 
-Two libraries round differently from one CPU to another, and from one row of a batch to the
-next, unless told not to:
+Three things round differently from one CPU to another, and from one row of a batch to the next,
+unless told not to:
 
-- **MKL** (torch's fp32 matrix multiplies, attention's too) picks a kernel per CPU vendor and
-  instruction set, splits rows between kernels and threads by shape, and on AMD EPYC with
-  AVX-512 rounds a row differently at odd positions of a block (measured: README,
-  "Reproducibility"). Its Conditional Numerical Reproducibility (CNR) fixes that, but only
-  two of its branches exist on non-Intel CPUs: ``AUTO`` (the usual per-CPU dispatch, made
-  deterministic) and ``COMPATIBLE`` (one SSE2 code path on every Intel and AMD CPU). Asking for
-  ``AVX2`` on AMD silently gives ``AUTO`` (MKL's documentation; seen here: ``mkl_cbwr_get``
-  reads ``AUTO,STRICT`` after ``MKL_CBWR=AVX2,STRICT``). So only ``COMPATIBLE`` is the same path
-  everywhere; ``STRICT`` makes a result independent of the thread count and alignment.
-- **torch's own vectorised kernels** (layer norm, softmax/exp in attention, tanh, GELU) are
-  compiled for AVX2 and AVX-512 and chosen at run time; ``ATEN_CPU_CAPABILITY=avx2`` makes every
-  x86-64 CPU with AVX2 run the AVX2 ones.
+- **matrix products**. A BLAS picks a kernel per CPU vendor and instruction set, splits the
+  reduction over k by shape, and on AMD EPYC with AVX-512 MKL rounds odd rows of a block
+  differently (issue 21). Under ``pinned`` the acting forward does not use the BLAS: every
+  product is :mod:`harness.core.fixedgemm`'s fixed-order chain (one FMA chain over k in order,
+  bias added once after), which is a function of its inputs alone on every CPU, whatever the
+  vector width, tiling, row position or thread count, at close to MKL's speed. (Until 0.3 this
+  was MKL's ``COMPATIBLE`` CNR branch: one SSE2 code path, 3.5-4.3x slower sweeps on Intel.)
+- **torch's own vectorised kernels** (layer norm, softmax, tanh, GELU) are compiled for AVX2
+  and AVX-512 and chosen at run time; ``ATEN_CPU_CAPABILITY=avx2`` makes every x86-64 CPU with
+  AVX2 run the AVX2 ones.
+- **MKL** still serves every product outside the acting forward (the stock ``transformers``
+  forward, training); ``MKL_CBWR=AUTO,STRICT`` makes those independent of the thread count and
+  alignment on this kind of CPU.
 
-Both are read once, when MKL first multiplies and when torch first dispatches a kernel, so they
-must be in force before that: ``import harness`` sets them (unless ``HARNESS_NUMERICS`` says
-otherwise) before anything of the project imports torch, and child processes (loky, Dask and
-Ray workers on this machine) inherit them. Later, :func:`apply` can still switch modes as long
-as no kernel ran; where it is too late (torch used before ``import harness``), :func:`state` says
-so in one line and the results record it.
+The settings are read once, when MKL first multiplies and when torch first dispatches a kernel,
+so they must be in force before that: ``import harness`` sets them (unless ``HARNESS_NUMERICS``
+says otherwise) before anything of the project imports torch, and child processes (loky, Dask and
+Ray workers on this machine) inherit them. Later, :func:`apply` can still switch modes as long as
+no kernel ran; where it is too late (torch used before ``import harness``), :func:`state` says so
+in one line and the results record it. Where the fixed-order kernel cannot be built (no C
+compiler), ``pinned`` runs torch's products, exact on this kind of CPU only, and says so.
 
 What is not pinned because it needs no pinning: MuJoCo (one compiled code path; its libm calls
 take glibc's FMA variants on every CPU with AVX2) and the numpy arithmetic of rewards and returns
@@ -30,13 +32,14 @@ are outside the guarantee.
 
 Modes (``--numerics``):
 
-- ``pinned`` (default): MKL ``COMPATIBLE,STRICT`` and torch's AVX2 kernels: bit-identical fp32
+- ``pinned`` (default): fixed-order products and torch's AVX2 kernels: bit-identical fp32
   episodes on every x86-64 CPU with AVX2, whatever the batch, slots, threads or workers;
 - ``local``: MKL ``AUTO,STRICT``, torch's kernels as the CPU likes them: the same rows whatever
-  the batch, threads or workers on this kind of CPU, not across CPUs; faster;
-- ``native``: nothing pinned (fastest; rows may depend on the batch on some CPUs).
+  the batch, threads or workers on this kind of CPU, not across CPUs;
+- ``native``: nothing pinned (rows may depend on the batch on some CPUs).
 
-This module imports nothing of the project and does not import torch at module level.
+This module imports only :mod:`harness.core.fixedgemm` of the project (in functions), and does
+not import torch at module level.
 """
 
 from __future__ import annotations
@@ -66,7 +69,7 @@ class Numerics(str, Enum):
         return self.value
 
 
-MKL_CBWR = {Numerics.PINNED: "COMPATIBLE,STRICT", Numerics.LOCAL: "AUTO,STRICT", Numerics.NATIVE: None}
+MKL_CBWR = {Numerics.PINNED: "AUTO,STRICT", Numerics.LOCAL: "AUTO,STRICT", Numerics.NATIVE: None}
 """``MKL_CBWR`` per mode (None: MKL's default, no CNR)."""
 ATEN_CPU_CAPABILITY = {Numerics.PINNED: "avx2", Numerics.LOCAL: None, Numerics.NATIVE: None}
 """``ATEN_CPU_CAPABILITY`` per mode (None: the best the CPU has)."""
@@ -175,26 +178,53 @@ def apply(mode: str | Numerics | None = None) -> dict[str, Any]:
     return state()
 
 
+def kernel() -> tuple[bool, str]:
+    """Whether the fixed-order kernel is built and computes its definition here (cached per process):
+    ``(ok, one line)`` from :func:`harness.core.fixedgemm.self_check`."""
+    global _KERNEL
+    if _KERNEL is None:
+        from harness.core import fixedgemm  # imports torch: not at module level
+
+        _KERNEL = fixedgemm.self_check()
+    return _KERNEL
+
+
+_KERNEL: tuple[bool, str] | None = None
+
+
 def state() -> dict[str, Any]:
-    """What is in force in this process: ``{"mode", "mkl_cbwr", "torch_cpu_capability", "in_force",
-    "why_not", "portable"}``. ``in_force`` says whether the requested mode really holds;
-    ``why_not`` is the one line that says why not; ``portable`` whether fp32 results are the same
-    on every x86-64 CPU with AVX2. Reading torch's capability fixes it for this process."""
+    """What is in force in this process: ``{"mode", "mkl_cbwr", "torch_cpu_capability", "products",
+    "kernel", "in_force", "why_not", "portable", "note"}``. ``in_force`` says whether the requested
+    mode really holds; ``why_not`` is the one line that says why not; ``portable`` whether fp32
+    results are the same on every x86-64 CPU with AVX2; ``products`` what the acting forward's
+    matrix products run on; ``note`` a one-line caveat (pinned without its kernel). Reading
+    torch's capability fixes it for this process."""
     import torch
 
     mode = requested()
     mkl = _mkl_mode()
     capability = str(torch.backends.cpu.get_cpu_capability())
     why: str | None = None
+    note: str | None = None
+    fixed = False
+    kernel_line = None
+    if mode is Numerics.PINNED:
+        ok, kernel_line = kernel()
+        fixed = ok
+        if not ok:
+            note = (
+                f"{kernel_line}; pinned falls back to torch's products (MKL {MKL_CBWR[mode]}): exact on this kind "
+                "of CPU only"
+            )
     if mode is not Numerics.NATIVE:
         if platform.machine() not in ("x86_64", "AMD64") or not _has_avx2():
             why = (
                 f"{mode} numerics need an x86-64 CPU with AVX2 and this is {platform.machine()}: "
                 "results are exact only on this kind of machine (run with --numerics native to silence this)"
             )
-        elif mkl is None:
+        elif mkl is None and not fixed:
             why = f"{mode} numerics need torch built with MKL (this torch's BLAS cannot be pinned)"
-        elif mkl != MKL_CBWR[mode]:
+        elif mkl != MKL_CBWR[mode] and not fixed:
             why = (
                 f"MKL runs in CNR mode {mkl}, not {MKL_CBWR[mode]}: torch multiplied before harness was imported; "
                 f"import harness first, or set {ENV_VAR}={mode} MKL_CBWR={MKL_CBWR[mode]}"
@@ -207,26 +237,39 @@ def state() -> dict[str, Any]:
                 f"before harness was imported; import harness first, or set ATEN_CPU_CAPABILITY="
                 f"{ATEN_CPU_CAPABILITY[mode]} MKL_CBWR={MKL_CBWR[mode]} in the environment"
             )
+    if fixed:
+        from harness.core import fixedgemm
+
+        products = f"fixed-order products ({fixedgemm.isa()} kernel)"
+    else:
+        products = f"torch products (MKL {mkl or 'n/a'})"
     return {
         "mode": mode.value,
         "mkl_cbwr": mkl,
         "torch_cpu_capability": capability,
+        "products": products,
+        "kernel": kernel_line,
         "in_force": why is None,
         "why_not": why,
-        "portable": why is None and mode is Numerics.PINNED,
+        "portable": why is None and mode is Numerics.PINNED and fixed,
+        "note": note,
     }
 
 
 def describe(s: dict[str, Any]) -> str:
     """One line for the start of a sweep.
 
-    >>> describe({"mode": "pinned", "mkl_cbwr": "COMPATIBLE,STRICT", "torch_cpu_capability": "AVX2",
-    ...           "in_force": True, "why_not": None, "portable": True})  # doctest: +ELLIPSIS
-    'numerics: pinned (MKL COMPATIBLE,STRICT, torch AVX2 kernels): fp32 episodes bit-identical on every x86-64...'
+    >>> describe({"mode": "pinned", "mkl_cbwr": "AUTO,STRICT", "torch_cpu_capability": "AVX2",
+    ...           "products": "fixed-order products (AVX-512 kernel)", "in_force": True, "why_not": None,
+    ...           "portable": True, "note": None})  # doctest: +ELLIPSIS
+    'numerics: pinned (fixed-order products (AVX-512 kernel), torch AVX2 kernels): fp32 episodes bit-identical...'
     """
-    what = f"MKL {s['mkl_cbwr'] or 'n/a'}, torch {s['torch_cpu_capability']} kernels"
+    products = s.get("products") or f"MKL {s['mkl_cbwr'] or 'n/a'}"
+    what = f"{products}, torch {s['torch_cpu_capability']} kernels"
     if not s["in_force"]:
         return f"warning: numerics: {s['mode']} requested but not in force ({what}): {s['why_not']}"
+    if s.get("note"):
+        return f"warning: numerics: {s['mode']} ({what}): {s['note']}"
     claim = {
         "pinned": "fp32 episodes bit-identical on every x86-64 CPU with AVX2",
         "local": "fp32 episodes independent of batch, threads and workers on this kind of CPU only",

@@ -46,6 +46,7 @@ import torch
 import torch.nn.functional as F
 from transformers import DecisionTransformerModel
 
+from harness.core import fixedgemm, numerics
 from harness.engine.context import Window
 
 
@@ -66,6 +67,8 @@ class _Layer:
         self.ln_2 = (cast(block.ln_2.weight), cast(block.ln_2.bias), float(block.ln_2.eps))
         w, bias = attn.c_attn.weight, attn.c_attn.bias  # (h, 3h), (3h,): query, key, value
         self.qkv = [(cast(w[:, i * h : (i + 1) * h]), cast(bias[i * h : (i + 1) * h])) for i in range(3)]
+        self.w_qkv, self.b_qkv = cast(w), cast(bias)  # (h, 3h), (3h,): the fixed-order path's one product
+        self.w_kv, self.b_kv = cast(w[:, h:]), cast(bias[h:])  # (h, 2h): keys and values of the last layer
         self.w_o, self.b_o = cast(attn.c_proj.weight), cast(attn.c_proj.bias)  # (h, h)
         self.w_fc, self.b_fc = cast(mlp.c_fc.weight), cast(mlp.c_fc.bias)  # (h, inner)
         self.w_proj, self.b_proj = cast(mlp.c_proj.weight), cast(mlp.c_proj.bias)  # (inner, h)
@@ -121,10 +124,19 @@ class FastActionHead:
             padded by repetition), which makes each window's action independent of its batch.
             None runs the whole batch in one pass (shapes then depend on the batch: faster on
             some hardware, not batch invariant; kept for measuring what invariance costs).
+        products: ``fixed`` runs every matrix product (embeddings, projections, MLP, attention
+            scores and weighted sums, action head) as :mod:`harness.core.fixedgemm`'s fixed-order
+            chain: the same bits on every CPU (fp32 on CPU only); ``torch`` uses torch's
+            ``addmm`` and ``scaled_dot_product_attention`` (MKL / oneDNN / cuBLAS); None (default)
+            takes ``fixed`` where :func:`default_products` says so.
     """
 
     def __init__(
-        self, model: DecisionTransformerModel, dtype: torch.dtype = torch.float32, block: int | None = 16
+        self,
+        model: DecisionTransformerModel,
+        dtype: torch.dtype = torch.float32,
+        block: int | None = 16,
+        products: str | None = None,
     ) -> None:
         cfg = model.config
         if getattr(cfg, "add_cross_attention", False):
@@ -136,6 +148,14 @@ class FastActionHead:
         if block is not None and block < 1:
             raise ValueError(f"block must be a positive number of windows or None, got {block}")
         self.block = block
+        device = next(model.parameters()).device
+        self.products = products if products is not None else default_products(dtype, device)
+        if self.products not in ("fixed", "torch"):
+            raise ValueError(f"products must be fixed or torch, got {self.products!r}")
+        if self.products == "fixed" and (dtype != torch.float32 or device.type != "cpu"):
+            raise ValueError(f"fixed-order products are fp32 on CPU only, got {dtype} on {device}")
+        if self.products == "fixed" and fixedgemm.library() is None:
+            raise RuntimeError(fixedgemm.unavailable() or "fixed-order kernel unavailable")
         enc = model.encoder
         self.layers = [_Layer(b, dtype) for b in enc.h]
         self.pos0 = enc.wpe.weight[0].detach()  # every stock token has position id 0: (h,)
@@ -150,6 +170,21 @@ class FastActionHead:
         self.w_act = linear.weight.detach().t().to(dtype).contiguous()  # (h, act_dim)
         self.b_act = linear.bias.detach().to(dtype)
         self.tanh = isinstance(head, torch.nn.Sequential) and any(isinstance(m, torch.nn.Tanh) for m in head)
+        # the embeddings' weights as (in, out) views for the fixed-order path
+        self.embeds: dict[str, tuple[fixedgemm.Packed, torch.Tensor]] = {}
+        self.packed: list[dict[str, fixedgemm.Packed]] = []
+        if self.products == "fixed":  # weights packed once into the kernel's panels
+            embeds = (("return", model.embed_return), ("state", model.embed_state), ("action", model.embed_action))
+            self.embeds = {
+                name: (fixedgemm.Packed(lin.weight.detach().t().contiguous()), lin.bias.detach().contiguous())
+                for name, lin in embeds
+            }
+            self.packed = [
+                {name: fixedgemm.Packed(getattr(layer, name)) for name in ("w_qkv", "w_kv", "w_o", "w_fc", "w_proj")}
+                | {"w_q": fixedgemm.Packed(layer.qkv[0][0])}
+                for layer in self.layers
+            ]
+            self.packed_act = fixedgemm.Packed(self.w_act)
         self._masks: dict[tuple[int, torch.device], tuple[torch.Tensor, torch.Tensor]] = {}
         self._local = threading.local()  # scratch buffers per thread: pipelines share one head
 
@@ -174,6 +209,7 @@ class FastActionHead:
             t, h = 3 * k - 1, self.layers[0].hidden
             inner = self.layers[0].w_fc.shape[1]
             z = dict(device=device, dtype=self.dtype)
+            heads = self.layers[0].heads
             buffers[key] = {
                 "x": torch.empty(n * t, h, **z),
                 "q": torch.empty(n * t, h, **z),
@@ -181,6 +217,12 @@ class FastActionHead:
                 "v": torch.empty(n * t, h, **z),
                 "mlp": torch.empty(n * t, inner, **z),
             }
+            if self.products == "fixed":
+                buffers[key] |= {
+                    "qkv": torch.empty(n * t, 3 * h, **z),
+                    "att": torch.empty(n * t, h, **z),
+                    "scores": torch.empty(n, heads, t, t, **z),
+                }
         return buffers[key]
 
     @torch.inference_mode()
@@ -203,6 +245,8 @@ class FastActionHead:
         return torch.cat(out)[:n] if len(out) > 1 or padded != n else out[0]
 
     def _forward(self, window: Window, raw: bool = False) -> torch.Tensor:
+        if self.products == "fixed":
+            return self._forward_fixed(window, raw)
         # contiguous inputs: a strided view (the ring buffer's window) can take another kernel
         # path in the embedding matmuls, whose rounding would then depend on the batch
         states, actions, rtg = (
@@ -268,3 +312,110 @@ class FastActionHead:
         if self.tanh:
             out = out.tanh_()
         return out.float()
+
+    def _embed_fixed(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        """``(n, K', d)`` → ``(n, K', h)``: an embedding ``Linear`` as a fixed-order product."""
+        w, bias = self.embeds[name]
+        return fixedgemm.gemm(x.reshape(-1, x.shape[-1]), w, bias).view(*x.shape[:-1], w.shape[1])
+
+    def _attend_fixed(
+        self,
+        q: torch.Tensor,
+        kk: torch.Tensor,
+        v: torch.Tensor,
+        mask: torch.Tensor,
+        scale: float,
+        out: torch.Tensor,
+        scores: torch.Tensor | None = None,
+    ) -> None:
+        """Attention with fixed-order products: ``q (n, heads, tq, d)``, ``kk``/``v`` ``(n, heads, t, d)``,
+        additive ``mask (n, 1, tq, t)``; writes ``(n, heads, tq, d)`` into ``out`` (a view of a merged
+        buffer); ``scores``: an ``(n, heads, tq, t)`` scratch buffer."""
+        scores = fixedgemm.gemm(q, kk.transpose(-1, -2), out=scores)  # one chain over d each
+        scores.mul_(scale).add_(mask)
+        weights = torch.softmax(scores, dim=-1)
+        fixedgemm.gemm(weights, v, out=out)  # one chain over all t keys (masked ones weigh exactly 0)
+
+    def _forward_fixed(self, window: Window, raw: bool = False) -> torch.Tensor:
+        """:meth:`_forward` with every matrix product in fixed order (fp32, CPU)."""
+        states, actions, rtg = window.states, window.actions, window.returns_to_go
+        timesteps, valid = window.timesteps.contiguous(), window.attention_mask
+        n, k = timesteps.shape
+        t = 3 * k - 1
+        dev = states.device
+        causal, step = self._order(k, dev)
+        h = self.layers[0].hidden
+        heads = self.layers[0].heads
+        d = h // heads
+        b = self._buf(n, k, dev)
+
+        time = self.embed_timestep(timesteps)  # (n, K, h): a lookup
+        emb = torch.cat(
+            [
+                self._embed_fixed("return", rtg).add_(time),
+                self._embed_fixed("state", states).add_(time),
+                self._embed_fixed("action", actions[:, : k - 1]).add_(time[:, : k - 1]),
+            ],
+            dim=1,
+        )  # (n, 3K-1, h): R_1..R_K, s_1..s_K, a_1..a_{K-1}
+        x3 = b["x"].view(n, t, h)
+        x3.copy_(self.embed_ln(emb).add_(self.pos0))
+        x = b["x"]  # (n*t, h) residual stream
+
+        key_ok = valid.bool()[:, step]  # (n, t)
+        allowed = causal & key_ok[:, None, :]
+        allowed |= torch.eye(t, dtype=torch.bool, device=dev)
+        mask = torch.zeros(n, 1, t, t, dtype=torch.float32, device=dev)
+        mask.masked_fill_(~allowed.unsqueeze(1), float("-inf"))
+        att = b["att"]  # merged heads: (n*t, heads * d)
+        att_heads = att.view(n, t, heads, d).transpose(1, 2)  # (n, heads, t, d) view
+
+        def split(qkv: torch.Tensor, i: int) -> torch.Tensor:
+            """Part ``i`` of a ``(n*t, parts*h)`` product as ``(n, heads, t, d)``."""
+            return qkv[:, i * h : (i + 1) * h].view(n, -1, heads, d).transpose(1, 2)
+
+        for layer, pw in zip(self.layers[:-1], self.packed, strict=False):
+            y = _ln(x, layer.ln_1)
+            qkv = fixedgemm.gemm(y, pw["w_qkv"], layer.b_qkv, out=b["qkv"])  # (n*t, 3h)
+            q, kk, v = split(qkv, 0), split(qkv, 1), split(qkv, 2)
+            self._attend_fixed(q, kk, v, mask, layer.scaling, att_heads, b["scores"])
+            fixedgemm.gemm(att, pw["w_o"], layer.b_o, out=x, accumulate=True)
+            y = _ln(x, layer.ln_2)
+            hid = layer.act_(fixedgemm.gemm(y, pw["w_fc"], layer.b_fc, out=b["mlp"]))
+            fixedgemm.gemm(hid, pw["w_proj"], layer.b_proj, out=x, accumulate=True)
+
+        last, pw = self.layers[-1], self.packed[-1]
+        newest = 2 * k - 1  # s_K in the by-kind layout
+        y = _ln(x, last.ln_1)
+        kv = fixedgemm.gemm(y, pw["w_kv"], last.b_kv, out=b["qkv"][:, : 2 * h])  # (n*t, 2h)
+        q = fixedgemm.gemm(y.view(n, t, h)[:, newest], pw["w_q"], last.qkv[0][1])  # (n, h)
+        att1 = torch.empty(n, 1, h, device=dev)
+        self._attend_fixed(
+            q.view(n, 1, heads, d).transpose(1, 2),
+            split(kv, 0),
+            split(kv, 1),
+            mask[:, :, newest : newest + 1],
+            last.scaling,
+            att1.view(n, 1, heads, d).transpose(1, 2),
+        )
+        hl = x3[:, newest].contiguous()  # (n, h)
+        fixedgemm.gemm(att1.view(n, h), pw["w_o"], last.b_o, out=hl, accumulate=True)
+        y = _ln(hl, last.ln_2)
+        hid = last.act_(fixedgemm.gemm(y, pw["w_fc"], last.b_fc))
+        fixedgemm.gemm(hid, pw["w_proj"], last.b_proj, out=hl, accumulate=True)
+        final = _ln(hl, self.ln_f)
+        out = fixedgemm.gemm(final, self.packed_act, self.b_act)
+        if raw:
+            return torch.cat([final, out], dim=1)
+        if self.tanh:
+            out = out.tanh_()
+        return out
+
+
+def default_products(dtype: torch.dtype, device: torch.device | str = "cpu") -> str:
+    """``fixed`` for fp32 on CPU under pinned numerics where the kernel builds, else ``torch``."""
+    if dtype != torch.float32 or torch.device(device).type != "cpu":
+        return "torch"
+    if numerics.requested() is not numerics.Numerics.PINNED or not numerics.kernel()[0]:
+        return "torch"  # the kernel missing or failing its self-check: numerics.state() says so
+    return "fixed"

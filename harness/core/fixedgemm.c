@@ -1,0 +1,402 @@
+/* Fixed-order fp32 matrix products for the acting forward (harness/engine/fixedgemm.py).
+ *
+ * Every output element is ONE chain of fused multiply-adds over k = 0..K-1, in order, starting
+ * from +0.0f:   acc = fmaf(a[i][k], b[k][j], acc)   then   c = acc + bias[j]   (bias added once, after)
+ * and, when accumulating into a residual stream,          c = c_old + (acc + bias[j]).
+ * K is never split (not across threads, not across blocks). Each step is one IEEE 754 fused
+ * multiply-add (one rounding), vector lanes are independent, so the result is a function of the
+ * inputs alone: the same bits with AVX-512, AVX2 or scalar code, on Intel, AMD or ARM, whatever
+ * the tiling, the row's position in the batch or the thread count.
+ *
+ * Speed is in the register-blocked micro-kernels (AVX-512: 8 rows x 32 columns of accumulators,
+ * AVX2+FMA: 6 x 16) over a packed panel of B; the choice between them is made at run time and
+ * changes no bit. FX_MUTATE_SPLIT_K / FX_MUTATE_BIAS_FIRST build the mutants the tests must catch.
+ *
+ * Build (harness/core/fixedgemm.py does it on first use): cc -O3 -shared -fPIC -fopenmp
+ *   -ffp-contract=off fixedgemm.c (without -fopenmp where the compiler lacks it: one thread)   (no -ffast-math: nothing may be reassociated or contracted).
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+#define FX_X86 1
+#else
+#define FX_X86 0
+#endif
+
+#define FX_VERSION 1
+#ifndef FX_MR512
+#define FX_MR512 8
+#endif
+
+/* One product: C[i*ldc + j] (op)= sum_k A[i*lda + k] * B[k*rsb + j*csb] (+ bias[j]). */
+typedef struct {
+    int M, N, K;
+    const float *A;
+    long lda;
+    const float *B;
+    long rsb, csb;
+    const float *bias; /* NULL: none */
+    float *C;
+    long ldc;
+    int accumulate; /* 1: C = C + (chain + bias) */
+} fx_job;
+
+/* ---------------------------------------------------------------- the defining chain (scalar) */
+
+static inline float fx_epilogue(float acc, const float *bias, int j, float old, int accumulate) {
+#ifdef FX_MUTATE_BIAS_FIRST
+    (void)bias;
+    (void)j; /* the bias went in first: see fx_chain_start */
+#else
+    if (bias) acc = acc + bias[j];
+#endif
+    return accumulate ? old + acc : acc;
+}
+
+static inline float fx_chain_start(const float *bias, int j) {
+#ifdef FX_MUTATE_BIAS_FIRST
+    return bias ? bias[j] : 0.0f;
+#else
+    (void)bias;
+    (void)j;
+    return 0.0f;
+#endif
+}
+
+/* The definition, element by element: what every faster path below must equal bit for bit. */
+void fx_gemm_scalar(int M, int N, int K, const float *A, long lda, const float *B, long rsb, long csb,
+                    const float *bias, float *C, long ldc, int accumulate) {
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+            float acc = 0.0f;
+            for (int k = 0; k < K; k++) acc = fmaf(A[i * lda + k], B[k * rsb + j * csb], acc);
+            float r = bias ? acc + bias[j] : acc;
+            C[i * ldc + j] = accumulate ? C[i * ldc + j] + r : r;
+        }
+}
+
+/* ---------------------------------------------------------------- packing */
+
+/* Panel p of B (columns p*nr .. p*nr+nr-1), K x nr, row-major, zero-padded past N. */
+static void fx_pack(const fx_job *job, int nr, float *dst) {
+    int panels = (job->N + nr - 1) / nr;
+    for (int p = 0; p < panels; p++) {
+        float *d = dst + (long)p * job->K * nr;
+        int j0 = p * nr, w = job->N - j0 < nr ? job->N - j0 : nr;
+        if (job->rsb == 1 && job->csb != 1) { /* a transposed B (attention's keys): read along k */
+            for (int j = 0; j < nr; j++) {
+                const float *s = job->B + (long)(j0 + j) * job->csb;
+                if (j < w)
+                    for (int k = 0; k < job->K; k++) d[(long)k * nr + j] = s[k];
+                else
+                    for (int k = 0; k < job->K; k++) d[(long)k * nr + j] = 0.0f;
+            }
+            continue;
+        }
+        for (int k = 0; k < job->K; k++) {
+            const float *s = job->B + k * job->rsb + (long)j0 * job->csb;
+            float *row = d + (long)k * nr;
+            if (job->csb == 1) {
+                memcpy(row, s, sizeof(float) * w);
+            } else {
+                for (int j = 0; j < w; j++) row[j] = s[(long)j * job->csb];
+            }
+            for (int j = w; j < nr; j++) row[j] = 0.0f;
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- micro-kernels
+ * One tile: rows r0..r0+mr-1 (row pointers clamped to valid rows), columns j0..j0+w-1 of panel bp.
+ * K split only by the FX_MUTATE_SPLIT_K mutant (two chains, added). */
+
+#ifdef FX_MUTATE_SPLIT_K
+#define FX_KSPLIT(K) ((K) / 2)
+#else
+#define FX_KSPLIT(K) 0
+#endif
+
+static void fx_tile_generic(const fx_job *job, const float *bp, int nr, int i0, int mr, int j0, int w) {
+    float acc[16];
+    int K = job->K, ks = FX_KSPLIT(K);
+    for (int r = 0; r < mr; r++) {
+        const float *a = job->A + (long)(i0 + r) * job->lda;
+        for (int j = 0; j < w; j++) acc[j] = fx_chain_start(job->bias, j0 + j);
+        float *acc2 = acc; /* mutant: second half in its own chain */
+        float part[16];
+        for (int k = 0; k < K; k++) {
+            if (ks && k == ks) {
+                memcpy(part, acc, sizeof(float) * w);
+                for (int j = 0; j < w; j++) acc2[j] = 0.0f;
+            }
+            const float *b = bp + (long)k * nr;
+            for (int j = 0; j < w; j++) acc[j] = fmaf(a[k], b[j], acc[j]);
+        }
+        if (ks)
+            for (int j = 0; j < w; j++) acc[j] = part[j] + acc[j];
+        float *c = job->C + (long)(i0 + r) * job->ldc + j0;
+        for (int j = 0; j < w; j++) c[j] = fx_epilogue(acc[j], job->bias, j0 + j, c[j], job->accumulate);
+    }
+}
+
+#if FX_X86
+__attribute__((target("avx2,fma"))) static void fx_tile_avx2(const fx_job *job, const float *bp, int i0, int mr,
+                                                              int j0, int w) {
+    enum { MR = 6 };
+    const float *a[MR];
+    for (int r = 0; r < MR; r++) a[r] = job->A + (long)(i0 + (r < mr ? r : mr - 1)) * job->lda;
+    __m256 c0[MR], c1[MR], h0[MR], h1[MR];
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+#ifdef FX_MUTATE_BIAS_FIRST
+    if (job->bias) {
+        float t[16] = {0};
+        for (int j = 0; j < w; j++) t[j] = job->bias[j0 + j];
+        s0 = _mm256_loadu_ps(t);
+        s1 = _mm256_loadu_ps(t + 8);
+    }
+#endif
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; r++) c0[r] = s0, c1[r] = s1, h0[r] = h1[r] = _mm256_setzero_ps();
+    int K = job->K, ks = FX_KSPLIT(K);
+    for (int k = 0; k < K; k++) {
+        if (ks && k == ks)
+#pragma GCC unroll 16
+            for (int r = 0; r < MR; r++) h0[r] = c0[r], h1[r] = c1[r], c0[r] = c1[r] = _mm256_setzero_ps();
+        __m256 b0 = _mm256_loadu_ps(bp + (long)k * 16), b1 = _mm256_loadu_ps(bp + (long)k * 16 + 8);
+#pragma GCC unroll 16
+        for (int r = 0; r < MR; r++) {
+            __m256 x = _mm256_broadcast_ss(a[r] + k);
+            c0[r] = _mm256_fmadd_ps(x, b0, c0[r]);
+            c1[r] = _mm256_fmadd_ps(x, b1, c1[r]);
+        }
+    }
+    float t[16];
+    for (int r = 0; r < mr; r++) {
+        if (ks) c0[r] = _mm256_add_ps(h0[r], c0[r]), c1[r] = _mm256_add_ps(h1[r], c1[r]);
+        _mm256_storeu_ps(t, c0[r]);
+        _mm256_storeu_ps(t + 8, c1[r]);
+        float *c = job->C + (long)(i0 + r) * job->ldc + j0;
+        for (int j = 0; j < w; j++) c[j] = fx_epilogue(t[j], job->bias, j0 + j, c[j], job->accumulate);
+    }
+}
+
+__attribute__((target("avx512f"))) static void fx_tile_avx512(const fx_job *job, const float *bp, int i0, int mr,
+                                                              int j0, int w) {
+    enum { MR = FX_MR512 };
+    const float *a[MR];
+    for (int r = 0; r < MR; r++) a[r] = job->A + (long)(i0 + (r < mr ? r : mr - 1)) * job->lda;
+    __m512 c0[MR], c1[MR], h0[MR], h1[MR];
+    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+#ifdef FX_MUTATE_BIAS_FIRST
+    if (job->bias) {
+        float t[32] = {0};
+        for (int j = 0; j < w; j++) t[j] = job->bias[j0 + j];
+        s0 = _mm512_loadu_ps(t);
+        s1 = _mm512_loadu_ps(t + 16);
+    }
+#endif
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; r++) c0[r] = s0, c1[r] = s1, h0[r] = h1[r] = _mm512_setzero_ps();
+    int K = job->K, ks = FX_KSPLIT(K);
+    for (int k = 0; k < K; k++) {
+        if (ks && k == ks)
+#pragma GCC unroll 16
+            for (int r = 0; r < MR; r++) h0[r] = c0[r], h1[r] = c1[r], c0[r] = c1[r] = _mm512_setzero_ps();
+        __m512 b0 = _mm512_loadu_ps(bp + (long)k * 32), b1 = _mm512_loadu_ps(bp + (long)k * 32 + 16);
+#pragma GCC unroll 16
+        for (int r = 0; r < MR; r++) {
+            __m512 x = _mm512_set1_ps(a[r][k]);
+            c0[r] = _mm512_fmadd_ps(x, b0, c0[r]);
+            c1[r] = _mm512_fmadd_ps(x, b1, c1[r]);
+        }
+    }
+    __mmask16 m0 = (__mmask16)(w >= 16 ? 0xFFFF : ((1u << w) - 1u));
+    __mmask16 m1 = (__mmask16)(w >= 32 ? 0xFFFF : (w <= 16 ? 0 : ((1u << (w - 16)) - 1u)));
+    __m512 bias0 = _mm512_setzero_ps(), bias1 = _mm512_setzero_ps();
+    int has_bias = job->bias != NULL;
+#ifdef FX_MUTATE_BIAS_FIRST
+    has_bias = 0;
+#endif
+    if (has_bias) {
+        bias0 = _mm512_maskz_loadu_ps(m0, job->bias + j0);
+        bias1 = _mm512_maskz_loadu_ps(m1, job->bias + j0 + 16);
+    }
+    for (int r = 0; r < mr; r++) {
+        if (ks) c0[r] = _mm512_add_ps(h0[r], c0[r]), c1[r] = _mm512_add_ps(h1[r], c1[r]);
+        if (has_bias) c0[r] = _mm512_add_ps(c0[r], bias0), c1[r] = _mm512_add_ps(c1[r], bias1);
+        float *c = job->C + (long)(i0 + r) * job->ldc + j0;
+        if (job->accumulate) {
+            c0[r] = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, c), c0[r]);
+            c1[r] = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, c + 16), c1[r]);
+        }
+        _mm512_mask_storeu_ps(c, m0, c0[r]);
+        _mm512_mask_storeu_ps(c + 16, m1, c1[r]);
+    }
+}
+#endif
+
+/* ---------------------------------------------------------------- dispatch and threads */
+
+enum { FX_GENERIC = 0, FX_AVX2 = 1, FX_AVX512 = 2 };
+static int fx_isa = -1;   /* what this CPU runs (fx_init) */
+static int fx_force = -1; /* fx_set_isa: tests run every path on one machine */
+
+static int fx_detect(void) {
+#if FX_X86
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f")) return FX_AVX512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return FX_AVX2;
+#endif
+    return FX_GENERIC;
+}
+
+static int fx_path(void) {
+    if (fx_isa < 0) fx_isa = fx_detect();
+    return fx_force >= 0 && fx_force <= fx_isa ? fx_force : fx_isa;
+}
+
+/* Panel widths and row blocks per path. */
+static void fx_shape(int isa, int *nr, int *mr) {
+    if (isa == FX_AVX512) *nr = 32, *mr = FX_MR512;
+    else if (isa == FX_AVX2) *nr = 16, *mr = 6;
+    else *nr = 16, *mr = 4;
+}
+
+/* Tiles [t0, t1) of a job whose B is packed at bp: tile t = row block (t / panels), panel (t % panels):
+ * a row block of A (mr x K) stays in L1 while the packed panels stream from L2. */
+static void fx_run_tiles(const fx_job *job, const float *bp, int isa, long t0, long t1) {
+    int nr, mr;
+    fx_shape(isa, &nr, &mr);
+    long panels = (job->N + nr - 1) / nr;
+    for (long t = t0; t < t1; t++) {
+        int p = (int)(t % panels), i0 = (int)(t / panels) * mr;
+        int rows = job->M - i0 < mr ? job->M - i0 : mr;
+        int j0 = p * nr, w = job->N - j0 < nr ? job->N - j0 : nr;
+        const float *panel = bp + (long)p * job->K * nr;
+#if FX_X86
+        if (isa == FX_AVX512) {
+            fx_tile_avx512(job, panel, i0, rows, j0, w);
+            continue;
+        }
+        if (isa == FX_AVX2) {
+            fx_tile_avx2(job, panel, i0, rows, j0, w);
+            continue;
+        }
+#endif
+        fx_tile_generic(job, panel, nr, i0, rows, j0, w);
+    }
+}
+
+static _Thread_local float *fx_buf = NULL;
+static _Thread_local size_t fx_buf_size = 0;
+
+static float *fx_scratch(size_t floats) {
+    if (floats > fx_buf_size) {
+        free(fx_buf);
+        fx_buf = (float *)aligned_alloc(64, ((floats * sizeof(float) + 63) / 64) * 64);
+        fx_buf_size = fx_buf ? floats : 0;
+    }
+    return fx_buf;
+}
+
+/* ---------------------------------------------------------------- entry points */
+
+/* Batched over (b0, b1): item (u, v) uses A + u*sa0 + v*sa1, B + u*sb0 + v*sb1, C + u*sc0 + v*sc1.
+ * B is packed into panels here (bp: NULL) or was packed once by fx_pack_b (bp: its panels; one
+ * item). Tiles of all items are shared out among `threads` OpenMP threads (the runtime torch
+ * uses, so the two never compete for cores); a tile's bits do not depend on which thread runs it. */
+int fx_gemm(int b0, int b1, int M, int N, int K, const float *A, long sa0, long sa1, long lda, const float *B,
+            long sb0, long sb1, long rsb, long csb, const float *bias, float *C, long sc0, long sc1, long ldc,
+            int accumulate, int threads, const float *bp) {
+    if (M <= 0 || N <= 0 || b0 <= 0 || b1 <= 0) return 0;
+    long items = (long)b0 * b1;
+    if (K <= 0) { /* empty chain: +0, then the bias */
+        for (long it = 0; it < items; it++) {
+            float *Ci = C + (it / b1) * sc0 + (it % b1) * sc1;
+            for (int i = 0; i < M; i++)
+                for (int j = 0; j < N; j++) {
+                    float *c = Ci + (long)i * ldc + j;
+                    *c = fx_epilogue(fx_chain_start(bias, j), bias, j, *c, accumulate);
+                }
+        }
+        return 0;
+    }
+    int isa = fx_path(), nr, mr;
+    fx_shape(isa, &nr, &mr);
+    long panels = (N + nr - 1) / nr, rowblocks = (M + mr - 1) / mr, per_item = panels * K * nr;
+    if (bp == NULL) {
+        float *buf = fx_scratch((size_t)(items * per_item));
+        if (!buf) return -1;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && items > 1)
+#endif
+        for (long it = 0; it < items; it++) {
+            fx_job job = {M, N, K, NULL, lda, B + (it / b1) * sb0 + (it % b1) * sb1, rsb, csb, NULL, NULL, 0, 0};
+            fx_pack(&job, nr, buf + it * per_item);
+        }
+        bp = buf;
+    } else if (items != 1) {
+        return -2;
+    }
+    long tiles = panels * rowblocks, total = items * tiles;
+    int parallel = threads > 1 && total >= 2 * threads && (double)items * M * N * K >= 65536.0;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(threads) if (parallel)
+#else
+    (void)parallel;
+#endif
+    for (long t = 0; t < total; t++) {
+        long it = t / tiles;
+        fx_job job = {M,    N,   K,   A + (it / b1) * sa0 + (it % b1) * sa1, lda, NULL, 0, 0, bias,
+                      C + (it / b1) * sc0 + (it % b1) * sc1, ldc, accumulate};
+        fx_run_tiles(&job, bp + it * per_item, isa, t % tiles, t % tiles + 1);
+    }
+    return 0;
+}
+
+/* Floats a packed (K, N) B takes on this CPU's path (fx_pack_b's dst). */
+long fx_packed_size(int N, int K) {
+    int nr, mr;
+    fx_shape(fx_path(), &nr, &mr);
+    return (long)((N + nr - 1) / nr) * K * nr;
+}
+
+/* Pack a (K, N) B once (weights) for fx_gemm's bp; returns the panel width. */
+int fx_pack_b(int N, int K, const float *B, long rsb, long csb, float *dst) {
+    int nr, mr;
+    fx_shape(fx_path(), &nr, &mr);
+    fx_job job = {0, N, K, NULL, 0, B, rsb, csb, NULL, NULL, 0, 0};
+    fx_pack(&job, nr, dst);
+    return nr;
+}
+
+/* 1 when built with OpenMP (products use torch's thread count), 0 when single-threaded. */
+int fx_openmp(void) {
+#ifdef _OPENMP
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+/* The path products take on this CPU (0 generic, 1 AVX2+FMA, 2 AVX-512), after fx_set_isa's cap. */
+int fx_isa_in_use(void) { return fx_path(); }
+
+/* Cap the path (tests run each one on the same inputs); -1 lifts the cap. */
+void fx_set_isa(int isa) { fx_force = isa; }
+
+int fx_version(void) { return FX_VERSION; }
+
+int fx_mutant(void) {
+#if defined(FX_MUTATE_SPLIT_K)
+    return 1;
+#elif defined(FX_MUTATE_BIAS_FIRST)
+    return 2;
+#else
+    return 0;
+#endif
+}

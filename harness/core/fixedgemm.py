@@ -1,0 +1,448 @@
+"""Fixed-order fp32 matrix products: the same bits on every CPU, at close to the BLAS's speed.
+
+Each output element is one chain of fused multiply-adds over ``k = 0..K-1`` in order, starting
+from zero, with the bias added once after (and, for a residual update, the old value added last):
+
+    acc = 0;  acc = fma(a[i, k], b[k, j], acc) for k = 0..K-1;  c[i, j] = acc + bias[j]   (or c + (acc + bias))
+
+An FMA rounds once (IEEE 754) and vector lanes do not interact, so this is a function of the
+inputs alone: AVX-512, AVX2 and scalar code, Intel, AMD and ARM, any tiling, batch, row position
+or thread count give the same floats. ``fixedgemm.c`` holds the register-blocked micro-kernels
+(8 x 32 accumulators with AVX-512, 6 x 16 with AVX2+FMA, a scalar ``fmaf`` loop elsewhere),
+chosen at run time; it is compiled here on first use with the machine's C compiler (``cc``,
+about a second) into a per-user cache, and loaded with :mod:`ctypes` (no torch headers, no
+ninja). Where it cannot be built, :func:`library` returns None and :func:`unavailable` says why
+in one line; the caller falls back to torch's products (exact on this machine, not portable).
+
+>>> import torch
+>>> if library() is not None:
+...     a, b = torch.randn(5, 7), torch.randn(7, 3)
+...     assert torch.allclose(gemm(a, b), a @ b, atol=1e-5)
+
+This module imports nothing of the project but the numerics mode's name.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import threading
+from pathlib import Path
+
+import torch
+
+SOURCE = Path(__file__).with_name("fixedgemm.c")
+"""The kernels' C source (shipped as package data)."""
+FLAGS = ["-O3", "-std=gnu11", "-shared", "-fPIC", "-ffp-contract=off", "-fno-fast-math"]
+"""Compiler flags: no contraction or reassociation of the C code's arithmetic (the kernels' FMAs
+are explicit: intrinsics and ``fmaf``)."""
+OPENMP = ["-fopenmp"]
+"""Threads: OpenMP, whose runtime (``libgomp.so.1``) is the one torch's CPU wheels load, so the
+products and torch's own kernels share one thread pool. Dropped (one thread) where it does not build."""
+MUTANTS = {"split-k": "FX_MUTATE_SPLIT_K", "bias-first": "FX_MUTATE_BIAS_FIRST"}
+"""Deliberately wrong builds for the tests and the self-check's mutation evidence."""
+ISAS = {0: "scalar fmaf", 1: "AVX2+FMA", 2: "AVX-512"}
+"""The kernel paths (:func:`isa`)."""
+
+_lock = threading.Lock()
+_libs: dict[str | None, ctypes.CDLL | None] = {}
+_why: dict[str | None, str] = {}
+_P = ctypes.c_void_p
+_L = ctypes.c_long
+_I = ctypes.c_int
+
+
+def cache_dir() -> Path:
+    """Where built kernels are kept: ``$HARNESS_CACHE/kernels`` or ``~/.cache/harness/kernels``."""
+    root = os.environ.get("HARNESS_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "harness"
+    )
+    return Path(root) / "kernels"
+
+
+def _compiler() -> str | None:
+    for name in (os.environ.get("CC"), sysconfig.get_config_var("CC"), "cc", "gcc", "clang"):
+        if name and shutil.which(name.split()[0]):
+            return name.split()[0]
+    return None
+
+
+def _build(mutant: str | None) -> Path:
+    """Compile (or find in the cache) the library for ``mutant`` (None: the real one)."""
+    cc = _compiler()
+    if cc is None:
+        raise RuntimeError("no C compiler found (install gcc, or set CC)")
+    version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=60).stdout
+    defines = [f"-D{MUTANTS[mutant]}"] if mutant else []
+    key = hashlib.sha256(
+        "\0".join([SOURCE.read_text(), cc, version, *FLAGS, *defines, platform.machine(), sys.platform]).encode()
+    ).hexdigest()[:16]
+    target = cache_dir() / f"fixedgemm-{mutant or 'exact'}-{key}.so"
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
+    os.close(fd)
+    try:
+        for threads in (OPENMP, []):
+            done = subprocess.run(
+                [cc, *FLAGS, *threads, *defines, str(SOURCE), "-o", tmp, "-lm"],
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+            if done.returncode == 0:
+                break
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+            raise RuntimeError(f"{cc} could not build {SOURCE.name}: {last}")
+        os.replace(tmp, target)  # atomic: workers building at once all load a whole file
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target
+
+
+def library(mutant: str | None = None) -> ctypes.CDLL | None:
+    """The loaded kernel library (built on first use), or None where it cannot be built or loaded.
+
+    ``mutant``: one of :data:`MUTANTS` (tests only). ``HARNESS_FIXED_GEMM=off`` disables it;
+    ``HARNESS_FIXED_GEMM_MUTANT`` builds that mutant in place of the real one (mutation runs of
+    the real command line).
+    """
+    if mutant is None and _DEFAULT:
+        return _DEFAULT[0]
+    if mutant is None:
+        if os.environ.get("HARNESS_FIXED_GEMM", "").lower() in ("0", "off", "no"):
+            _DEFAULT.append(None)
+            _why[None] = "the fixed-order kernel is switched off (HARNESS_FIXED_GEMM=off)"
+            return None
+        env_mutant = os.environ.get("HARNESS_FIXED_GEMM_MUTANT") or None
+        _DEFAULT.append(library(env_mutant) if env_mutant else _load(None))
+        if env_mutant:
+            _why[None] = _why.get(env_mutant, "")
+        return _DEFAULT[0]
+    return _load(mutant)
+
+
+_DEFAULT: list[ctypes.CDLL | None] = []
+"""The library :func:`library` returns for ``mutant=None``, resolved once per process (the
+environment variables are read then)."""
+
+
+def _load(mutant: str | None) -> ctypes.CDLL | None:
+    """Build (or find) and load the library for ``mutant``; None where it cannot be."""
+    if mutant is not None and mutant not in MUTANTS:
+        raise ValueError(f"mutant must be one of {', '.join(MUTANTS)}, got {mutant!r}")
+    with _lock:
+        if mutant in _libs:
+            return _libs[mutant]
+        lib: ctypes.CDLL | None = None
+        try:
+            lib = ctypes.CDLL(str(_build(mutant)))
+            lib.fx_gemm.argtypes = [
+                _I,
+                _I,
+                _I,
+                _I,
+                _I,
+                _P,
+                _L,
+                _L,
+                _L,
+                _P,
+                _L,
+                _L,
+                _L,
+                _L,
+                _P,
+                _P,
+                _L,
+                _L,
+                _L,
+                _I,
+                _I,
+                _P,
+            ]
+            lib.fx_gemm.restype = _I
+            lib.fx_packed_size.argtypes, lib.fx_packed_size.restype = [_I, _I], _L
+            lib.fx_pack_b.argtypes, lib.fx_pack_b.restype = [_I, _I, _P, _L, _L, _P], _I
+            lib.fx_gemm_scalar.argtypes = [_I, _I, _I, _P, _L, _P, _L, _L, _P, _P, _L, _I]
+            lib.fx_gemm_scalar.restype = None
+            lib.fx_set_isa.argtypes, lib.fx_set_isa.restype = [_I], None
+        except (OSError, RuntimeError, subprocess.SubprocessError) as e:
+            _why[mutant] = f"the fixed-order kernel could not be built here ({e}); fp32 products fall back to torch's"
+            lib = None
+        _libs[mutant] = lib
+        return lib
+
+
+def unavailable(mutant: str | None = None) -> str | None:
+    """One line saying why :func:`library` is None (None when it loaded)."""
+    return None if library(mutant) is not None else _why.get(mutant, "the fixed-order kernel is unavailable")
+
+
+def isa(mutant: str | None = None) -> str | None:
+    """The kernel path this CPU takes (``AVX-512``, ``AVX2+FMA`` or ``scalar fmaf``), None if unavailable."""
+    lib = library(mutant)
+    return None if lib is None else ISAS[int(lib.fx_isa_in_use())]
+
+
+def set_isa(level: int | None, mutant: str | None = None) -> None:
+    """Cap the path at ``level`` (0 scalar, 1 AVX2, 2 AVX-512; None: the CPU's best). Tests use it to
+    run every path this CPU has on the same inputs."""
+    lib = library(mutant)
+    if lib is not None:
+        lib.fx_set_isa(-1 if level is None else int(level))
+        _LEVELS.pop(id(lib), None)
+
+
+class Packed:
+    """A ``(K, N)`` operand packed once into the kernel's panels (a layer's weight), for :func:`gemm`.
+
+    ``b`` is kept: where the kernel path changed since packing (:func:`set_isa`), :func:`gemm`
+    packs afresh from it, so a stale packing can never be used.
+    """
+
+    def __init__(self, b: torch.Tensor, mutant: str | None = None) -> None:
+        lib = library(mutant)
+        if lib is None:
+            raise RuntimeError(unavailable(mutant) or "fixed-order kernel unavailable")
+        _check("b", b)
+        if b.dim() != 2:
+            raise ValueError(f"a packed operand is (K, N), got {tuple(b.shape)}")
+        self.b = b
+        self.shape = (int(b.shape[0]), int(b.shape[1]))
+        self.level = int(lib.fx_isa_in_use())
+        self.data = torch.empty(int(lib.fx_packed_size(self.shape[1], self.shape[0])))
+        lib.fx_pack_b(self.shape[1], self.shape[0], b.data_ptr(), b.stride(0), b.stride(1), self.data.data_ptr())
+
+
+_LEVELS: dict[int, int] = {}
+
+
+def _level(lib: ctypes.CDLL) -> int:
+    """The path ``lib`` takes now (cached; :func:`set_isa` clears it)."""
+    key = id(lib)
+    if key not in _LEVELS:
+        _LEVELS[key] = int(lib.fx_isa_in_use())
+    return _LEVELS[key]
+
+
+def _broadcast(x: tuple[int, ...], y: tuple[int, ...]) -> tuple[int, ...]:
+    """Broadcast two batch shapes (what ``torch.broadcast_shapes`` does, without its overhead)."""
+    if x == y:
+        return x
+    n = max(len(x), len(y))
+    x, y = (1,) * (n - len(x)) + x, (1,) * (n - len(y)) + y
+    if any(p != q and 1 not in (p, q) for p, q in zip(x, y, strict=True)):
+        raise ValueError(f"batch dims {x} and {y} do not broadcast")
+    return tuple(max(p, q) for p, q in zip(x, y, strict=True))
+
+
+def _check(name: str, t: torch.Tensor) -> None:
+    if t.dtype != torch.float32 or t.device.type != "cpu":
+        raise ValueError(f"{name} must be a float32 CPU tensor, got {t.dtype} on {t.device}")
+
+
+def gemm(
+    a: torch.Tensor,
+    b: torch.Tensor | Packed,
+    bias: torch.Tensor | None = None,
+    out: torch.Tensor | None = None,
+    accumulate: bool = False,
+    mutant: str | None = None,
+) -> torch.Tensor:
+    """``a @ b (+ bias)`` in fixed order: ``(..., M, K) @ (..., K, N) → (..., M, N)``.
+
+    ``b`` may be a :class:`Packed` weight (``a`` then 2-D): the same result, without packing per call.
+
+    Leading (batch) dims: at most two, broadcast between ``a`` and ``b`` by stride 0 (``b`` of
+    shape ``(K, N)`` serves every batch item). ``a``'s last dim and ``out``'s last dim must be
+    contiguous (stride 1); ``b`` may have any strides (``k.transpose(-1, -2)`` for attention scores).
+    ``bias``: ``(N,)``, added once after the chain. ``accumulate``: ``out += a @ b + bias``
+    (``out``'s old value added last). Returns ``out`` (allocated when None).
+    """
+    lib = library(mutant)
+    if lib is None:
+        raise RuntimeError(unavailable(mutant) or "fixed-order kernel unavailable")
+    packed = None
+    if isinstance(b, Packed):
+        if a.dim() == 2 and b.level == _level(lib):
+            return _gemm_packed(lib, a, b, bias, out, accumulate)
+        b = b.b
+    for name, t in (("a", a), ("b", b)) + ((("bias", bias),) if bias is not None else ()):
+        _check(name, t)
+    if a.dim() < 2 or b.dim() < 2 or a.dim() > 4 or b.dim() > 4:
+        raise ValueError(f"a and b must have 2 to 4 dims, got {tuple(a.shape)} and {tuple(b.shape)}")
+    m, k = a.shape[-2:]
+    k2, n = b.shape[-2:]
+    if k != k2:
+        raise ValueError(f"a is (..., {m}, {k}) and b is (..., {k2}, {n}): inner dims differ")
+    batch = _broadcast(tuple(a.shape[:-2]), tuple(b.shape[:-2]))
+    if out is None:
+        if accumulate:
+            raise ValueError("accumulate needs out")
+        out = torch.empty(*batch, m, n)
+    _check("out", out)
+    if tuple(out.shape) != (*batch, m, n):
+        raise ValueError(f"out must be {(*batch, m, n)}, got {tuple(out.shape)}")
+    if bias is not None and tuple(bias.shape) != (n,):
+        raise ValueError(f"bias must be ({n},), got {tuple(bias.shape)}")
+    if bias is not None and bias.stride(0) != 1:
+        bias = bias.contiguous()
+    if a.stride(-1) != 1 and k > 1:
+        a = a.contiguous()
+    if out.stride(-1) != 1 and n > 1:
+        raise ValueError("out's last dim must be contiguous")
+    if batch:
+        a = a.expand(*batch, m, k)
+        b = b.expand(*batch, k, n)
+
+    def lead(t: torch.Tensor) -> tuple[int, int]:
+        s = t.stride()[:-2]
+        return (0, 0) if len(s) == 0 else ((0, s[0]) if len(s) == 1 else (s[0], s[1]))
+
+    b0, b1 = (1, 1) if not batch else ((1, batch[0]) if len(batch) == 1 else (batch[0], batch[1]))
+    (sa0, sa1), (sb0, sb1), (sc0, sc1) = lead(a), lead(b), lead(out)
+    rc = lib.fx_gemm(
+        b0, b1, m, n, k,
+        a.data_ptr(), sa0, sa1, a.stride(-2),
+        b.data_ptr(), sb0, sb1, b.stride(-2), b.stride(-1),
+        bias.data_ptr() if bias is not None else None,
+        out.data_ptr(), sc0, sc1, out.stride(-2),
+        int(accumulate), torch.get_num_threads(),
+        packed.data_ptr() if packed is not None else None,
+    )  # fmt: skip
+    if rc != 0:
+        raise MemoryError("fixed-order kernel: out of memory for its packing buffer")
+    return out
+
+
+def _gemm_packed(
+    lib: ctypes.CDLL,
+    a: torch.Tensor,
+    b: Packed,
+    bias: torch.Tensor | None,
+    out: torch.Tensor | None,
+    accumulate: bool,
+) -> torch.Tensor:
+    """:func:`gemm`'s path for ``(M, K) @ packed (K, N)``: the acting forward's weights (fewer checks)."""
+    _check("a", a)
+    m, k = a.shape
+    k2, n = b.shape
+    if k != k2:
+        raise ValueError(f"a is ({m}, {k}) and b is ({k2}, {n}): inner dims differ")
+    if a.stride(1) != 1 and k > 1:
+        a = a.contiguous()
+    if out is None:
+        if accumulate:
+            raise ValueError("accumulate needs out")
+        out = torch.empty(m, n)
+    elif out.shape != (m, n) or out.dtype != torch.float32 or (out.stride(1) != 1 and n > 1):
+        raise ValueError(f"out must be a float32 ({m}, {n}) tensor with contiguous rows, got {tuple(out.shape)}")
+    if bias is not None:
+        if bias.shape != (n,) or bias.dtype != torch.float32:
+            raise ValueError(f"bias must be ({n},) float32, got {tuple(bias.shape)}")
+        bias = bias if bias.stride(0) == 1 else bias.contiguous()
+    rc = lib.fx_gemm(
+        1, 1, m, n, k, a.data_ptr(), 0, 0, a.stride(0), b.b.data_ptr(), 0, 0, b.b.stride(0), b.b.stride(1),
+        bias.data_ptr() if bias is not None else None, out.data_ptr(), 0, 0, out.stride(0),
+        int(accumulate), torch.get_num_threads(), b.data.data_ptr(),
+    )  # fmt: skip
+    if rc != 0:
+        raise MemoryError("fixed-order kernel: out of memory for its packing buffer")
+    return out
+
+
+def gemm_scalar(
+    a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None = None, mutant: str | None = None
+) -> torch.Tensor:
+    """The definition, one ``fmaf`` at a time (``fx_gemm_scalar``): ``(M, K) @ (K, N) → (M, N)``.
+    Mutants do not touch it: it is what the fast paths are checked against."""
+    lib = library(mutant)
+    if lib is None:
+        raise RuntimeError(unavailable(mutant) or "fixed-order kernel unavailable")
+    a, b = a.contiguous(), b.contiguous()
+    out = torch.empty(a.shape[0], b.shape[1])
+    bias = bias.contiguous() if bias is not None else None
+    lib.fx_gemm_scalar(
+        a.shape[0], b.shape[1], a.shape[1], a.data_ptr(), a.stride(0), b.data_ptr(), b.stride(0), 1,
+        bias.data_ptr() if bias is not None else None, out.data_ptr(), out.stride(0), 0,
+    )  # fmt: skip
+    return out
+
+
+def probe_inputs(m: int, k: int, n: int, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Inputs that are the same on every machine (an integer hash, no RNG library): ``a (m, k)``,
+    ``b (k, n)``, ``bias (n,)``, float32 in [-1, 1) with full 24-bit mantissas."""
+
+    def values(count: int, salt: int) -> torch.Tensor:
+        i = torch.arange(count, dtype=torch.int64)
+        u = ((i + salt * 1_000_003 + seed * 7_919) * 2654435761 + 40503) % (1 << 32)
+        u = (u ^ (u >> 15)) * 2246822519 % (1 << 32)
+        return ((u >> 8).to(torch.float64) / float(1 << 23) - 1.0).to(torch.float32)
+
+    return values(m * k, 1).view(m, k), values(k * n, 2).view(k, n), values(n, 3)
+
+
+KNOWN_ANSWER = (
+    (13, 131, 37),
+    "d09d27d7f10617a1",
+)
+"""Shape ``(M, K, N)`` of :func:`probe_inputs` and the first 16 hex digits of the SHA-256 of
+``a @ b + bias`` under the definition (computed by the exact rational oracle in
+``tests/test_fixedgemm.py``): what every CPU's kernel must give."""
+
+
+def answer_digest(out: torch.Tensor) -> str:
+    """First 16 hex digits of the SHA-256 of a float32 tensor's bytes (little-endian)."""
+    return hashlib.sha256(out.contiguous().numpy().astype("<f4").tobytes()).hexdigest()[:16]
+
+
+def self_check(mutant: str | None = None) -> tuple[bool, str]:
+    """Whether this machine's kernel computes the definition: ``(ok, one line)``.
+
+    Every path this CPU has (AVX-512, AVX2+FMA, scalar), 1 and 2 threads, odd shapes (M, N, K
+    not multiples of any tile), bias and residual accumulation, against the scalar ``fmaf``
+    chain; and the known answer (:data:`KNOWN_ANSWER`). A kernel that splits K or adds the bias
+    first fails it. Takes milliseconds.
+    """
+    lib = library(mutant)
+    if lib is None:
+        return False, unavailable(mutant) or "fixed-order kernel unavailable"
+    best = int(lib.fx_isa_in_use())
+    threads = torch.get_num_threads()
+    try:
+        for level in range(best, -1, -1):
+            set_isa(level, mutant)
+            for t in (1, 2):
+                torch.set_num_threads(t)
+                for m, kk, n in ((1, 1, 1), (5, 19, 37), (13, 131, 70), (67, 130, 33)):
+                    a, b, bias = probe_inputs(m, kk, n)
+                    want = gemm_scalar(a, b, bias, mutant=mutant)
+                    got = gemm(a, b, bias, mutant=mutant)
+                    acc = torch.ones(m, n)
+                    gemm(a, b, bias, out=acc, accumulate=True, mutant=mutant)
+                    if not (torch.equal(got, want) and torch.equal(acc, torch.ones(m, n) + want)):
+                        return False, (
+                            f"fixed-order kernel ({ISAS[level]}, {t} threads) differs from the fmaf chain at "
+                            f"M={m} K={kk} N={n}: it does not compute the definition"
+                        )
+        set_isa(None, mutant)
+        (m, kk, n), digest = KNOWN_ANSWER
+        a, b, bias = probe_inputs(m, kk, n)
+        got_digest = answer_digest(gemm(a, b, bias, mutant=mutant))
+        if got_digest != digest:
+            return False, f"fixed-order kernel gives known answer {got_digest}, not {digest}"
+    finally:
+        set_isa(None, mutant)
+        torch.set_num_threads(threads)
+    return True, f"fixed-order kernel ({ISAS[best]}) equals the fmaf chain and the known answer"

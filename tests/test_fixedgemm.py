@@ -1,0 +1,164 @@
+"""The fixed-order GEMM (harness/core/fixedgemm.py): the definition, bit for bit, on every path.
+
+The definition: ``acc = 0; acc = fma(a[i, k], b[k, j], acc) for k in order; c = acc + bias[j]``
+(``c = old + (acc + bias[j])`` when accumulating). The oracle here is exact rational arithmetic
+with one round-to-nearest-even to float32 per step, written independently of the C code.
+"""
+
+from __future__ import annotations
+
+import struct
+from fractions import Fraction
+
+import numpy as np
+import pytest
+import torch
+
+from harness.core import fixedgemm
+
+pytestmark = pytest.mark.skipif(fixedgemm.library() is None, reason="no C compiler: fixed-order kernel not built")
+
+
+def f32(x: Fraction) -> Fraction:
+    """``x`` rounded to the nearest float32 (ties to even), as a Fraction (finite values only)."""
+    if x == 0:
+        return Fraction(0)
+    guess = np.float32(float(x))  # within one float32 ulp of the answer
+    candidates = {guess, np.nextafter(guess, np.float32(np.inf)), np.nextafter(guess, np.float32(-np.inf))}
+    best = sorted(candidates, key=lambda c: (abs(Fraction(float(c)) - x), struct.unpack("<I", c.tobytes())[0] & 1))
+    return Fraction(float(best[0]))
+
+
+def oracle(
+    a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None, old: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The definition in exact arithmetic: each FMA is ``round(a * b + acc)``, each add ``round(x + y)``."""
+    m, k = a.shape
+    n = b.shape[1]
+    A = [[Fraction(float(v)) for v in row] for row in a.tolist()]
+    B = [[Fraction(float(v)) for v in row] for row in b.tolist()]
+    out = torch.empty(m, n)
+    for i in range(m):
+        for j in range(n):
+            acc = Fraction(0)
+            for kk in range(k):
+                acc = f32(A[i][kk] * B[kk][j] + acc)
+            if bias is not None:
+                acc = f32(acc + Fraction(float(bias[j])))
+            if old is not None:
+                acc = f32(Fraction(float(old[i, j])) + acc)
+            out[i, j] = float(acc)
+    return out
+
+
+def levels() -> list[int]:
+    """Every kernel path this CPU can run (0 scalar, 1 AVX2+FMA, 2 AVX-512)."""
+    best = {v: k for k, v in fixedgemm.ISAS.items()}[fixedgemm.isa()]
+    return list(range(best + 1))
+
+
+@pytest.fixture(autouse=True)
+def _restore():
+    threads = torch.get_num_threads()
+    yield
+    fixedgemm.set_isa(None)
+    torch.set_num_threads(threads)
+
+
+def test_the_scalar_chain_is_the_definition_and_the_known_answer_holds():
+    for m, k, n in ((1, 1, 1), (3, 7, 5), (2, 40, 3)):
+        a, b, bias = fixedgemm.probe_inputs(m, k, n, seed=m + k)
+        assert torch.equal(fixedgemm.gemm_scalar(a, b, bias), oracle(a, b, bias))
+    (m, k, n), digest = fixedgemm.KNOWN_ANSWER
+    a, b, bias = fixedgemm.probe_inputs(m, k, n)
+    assert fixedgemm.answer_digest(oracle(a, b, bias)) == digest
+    assert fixedgemm.answer_digest(fixedgemm.gemm(a, b, bias)) == digest
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1), (7, 13, 19), (9, 33, 17), (17, 5, 47), (6, 64, 32)])
+def test_every_path_equals_the_exact_oracle_on_odd_shapes(shape):
+    m, k, n = shape
+    a, b, bias = fixedgemm.probe_inputs(m, k, n, seed=sum(shape))
+    old = torch.linspace(-3, 3, m * n).view(m, n)
+    want = oracle(a, b, bias)
+    want_acc = oracle(a, b, bias, old)
+    for level in levels():
+        fixedgemm.set_isa(level)
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            assert torch.equal(fixedgemm.gemm(a, b, bias), want), (level, threads)
+            acc = old.clone()
+            fixedgemm.gemm(a, b, bias, out=acc, accumulate=True)
+            assert torch.equal(acc, want_acc), (level, threads)
+            assert torch.equal(fixedgemm.gemm(a, b), oracle(a, b, None)), (level, threads)
+
+
+@pytest.mark.parametrize("shape", [(944, 128, 128), (97, 512, 131), (61, 131, 517)])
+def test_every_path_equals_the_scalar_chain_at_acting_sizes(shape):
+    m, k, n = shape
+    g = torch.Generator().manual_seed(m)
+    a, b, bias = torch.randn(m, k, generator=g), torch.randn(k, n, generator=g), torch.randn(n, generator=g)
+    want = fixedgemm.gemm_scalar(a, b, bias)
+    for level in levels():
+        fixedgemm.set_isa(level)
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            assert torch.equal(fixedgemm.gemm(a, b, bias), want), (level, threads)
+
+
+@pytest.mark.slow
+def test_a_row_is_the_same_at_every_position_and_batch_size():
+    """Batch 1..64, the probe row at every position: its output never changes (any path, 1 and 2 threads)."""
+    g = torch.Generator().manual_seed(5)
+    k, n = 131, 45
+    b, bias, probe = torch.randn(k, n, generator=g), torch.randn(n, generator=g), torch.randn(1, k, generator=g)
+    alone = fixedgemm.gemm_scalar(probe, b, bias)
+    filler = torch.randn(64, k, generator=g)
+    for level in levels():
+        fixedgemm.set_isa(level)
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            for m in range(1, 65):
+                batch = filler[:m].clone()
+                for pos in range(m):
+                    batch[pos] = probe[0]
+                    out = fixedgemm.gemm(batch, b, bias)
+                    assert torch.equal(out[pos : pos + 1], alone), (level, threads, m, pos)
+                    batch[pos] = filler[pos]
+
+
+def test_batched_and_strided_operands_as_attention_uses_them():
+    """Scores ``q @ k^T`` per (window, head) with k transposed by strides; weighted sums into a merged layout."""
+    g = torch.Generator().manual_seed(2)
+    n, heads, t, d = 3, 2, 11, 8
+    qkv = torch.randn(n * t, 3 * heads * d, generator=g)
+    q, k, v = (qkv[:, i * heads * d : (i + 1) * heads * d].view(n, t, heads, d).transpose(1, 2) for i in range(3))
+    scores = fixedgemm.gemm(q, k.transpose(-1, -2))
+    for i in range(n):
+        for h in range(heads):
+            assert torch.equal(scores[i, h], fixedgemm.gemm_scalar(q[i, h], k[i, h].t()))
+    p = torch.softmax(scores, dim=-1)
+    merged = torch.empty(n, t, heads * d)
+    fixedgemm.gemm(p, v, out=merged.view(n, t, heads, d).transpose(1, 2))
+    for i in range(n):
+        for h in range(heads):
+            assert torch.equal(merged[i, :, h * d : (h + 1) * d], fixedgemm.gemm_scalar(p[i, h], v[i, h]))
+
+
+def test_bad_operands_are_refused_with_their_shapes():
+    with pytest.raises(ValueError, match=r"inner dims differ"):
+        fixedgemm.gemm(torch.ones(2, 3), torch.ones(4, 5))
+    with pytest.raises(ValueError, match=r"float32 CPU tensor"):
+        fixedgemm.gemm(torch.ones(2, 3, dtype=torch.float64), torch.ones(3, 5))
+    with pytest.raises(ValueError, match=r"bias must be \(5,\)"):
+        fixedgemm.gemm(torch.ones(2, 3), torch.ones(3, 5), torch.ones(4))
+
+
+@pytest.mark.parametrize("mutant", sorted(fixedgemm.MUTANTS))
+def test_mutants_that_split_k_or_add_the_bias_first_are_caught(mutant):
+    """The same tests and the start-up self-check fail for a kernel that splits K in two or starts from the bias."""
+    ok, line = fixedgemm.self_check(mutant=mutant)
+    assert not ok and "\n" not in line
+    a, b, bias = fixedgemm.probe_inputs(9, 33, 17, seed=59)
+    assert not torch.equal(fixedgemm.gemm(a, b, bias, mutant=mutant), oracle(a, b, bias))
+    assert fixedgemm.self_check()[0]
