@@ -4,7 +4,8 @@ Per env × checkpoint: the Spearman correlation between target and mean achieved
 targets inside the checkpoint's dataset [p10, p90] return range, the best target's mean
 normalised score, and the share of "stuck" episodes: below 20 normalised at targets of 50
 normalised and above. The bar of the main command's defaults (issue 15): Spearman >= 0.95,
-best >= 85, stuck <= 5%.
+best >= 85, stuck <= 5%. The numbers are the library's (:mod:`harness.analysis.calibration`, the
+sweep's ``calibration.csv``); this script adds the bar.
 
     python benchmarks/quality.py results/reference      # prints and writes quality.csv there
 """
@@ -12,33 +13,32 @@ best >= 85, stuck <= 5%.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import pandas as pd
 from scipy.stats import spearmanr
 
+from harness.analysis.calibration import HIGH_TARGET, calibration
+
 BAR_SPEARMAN, BAR_BEST, BAR_STUCK = 0.95, 85.0, 0.05
-HIGH_TARGET, STUCK_BELOW = 50.0, 20.0
 
 
 def quality(run: Path) -> pd.DataFrame:
     """One row per env × checkpoint of the sweep folder ``run`` (its summary.csv, episodes.csv, metadata.json)."""
     summary = pd.read_csv(run / "summary.csv")
     episodes = pd.read_csv(run / "episodes.csv")
-    meta = json.loads((run / "metadata.json").read_text())
-    ranges = {(c["env"], c["label"]): c.get("dataset") for c in meta["checkpoints"]}
+    cal = calibration(episodes, summary).set_index(["env", "checkpoint"])
     rows = []
     for (env, label), cell in summary.groupby(["env", "checkpoint"]):
-        ds = ranges.get((env, label))
-        inside = cell if ds is None else cell[(cell.target >= ds["return_p10"]) & (cell.target <= ds["return_p90"])]
-        rho = spearmanr(inside.target, inside.return_mean).statistic if len(inside) > 2 else float("nan")
+        c = cal.loc[(env, label)]
+        inside = cell[(cell.target >= c["range_low"]) & (cell.target <= c["range_high"])]
+        rho = float(c["rho"])
         best = cell.loc[cell.score_mean.idxmax()]
         high = set(cell.loc[cell.target_score >= HIGH_TARGET, "target"])
         eps = episodes[(episodes.env == env) & (episodes.checkpoint == label) & episodes.target.isin(high)]
         eps = eps[eps.status == "ok"]
-        stuck = float((eps.normalized_score < STUCK_BELOW).mean()) if len(eps) else float("nan")
+        stuck = float(c["stuck_share"])
         rows.append(
             {
                 "env": env,

@@ -38,7 +38,7 @@ LAYERS: list[tuple[str, str, list[list[str]]]] = [
     (
         "analysis",
         "statistics tables, comparisons, figures and reports, from the CSV files alone",
-        [["summary", "comparison", "figures", "paper"], ["report"]],
+        [["summary", "calibration", "comparison", "figures", "paper"], ["report"]],
     ),
     (
         "offline",

@@ -72,6 +72,49 @@ def test_exact_mode_flags_any_changed_episode():
     assert regression.check(other, df, {"hopper": "f0"})[0] == "statistical"
 
 
+def test_auto_runs_the_exact_subset_first_whatever_the_package_versions():
+    """Newer packages than the reference's: auto still runs the exact subset first; equal rows pass
+    and name what changed; rows that differ name what changed, then the statistical check decides;
+    with unchanged packages a differing row is a failure with no second chance."""
+    rng = np.random.default_rng(2)
+    cells = {("hopper", 800.0): list(50 + rng.normal(size=24)), ("hopper", 2000.0): list(70 + rng.normal(size=24))}
+    df = rows(cells)
+    ref = reference_of(df)
+    ref["episodes"] = 24
+    newer = copy.deepcopy(ref["platform"])
+    newer["versions"]["transformers"] = "99.0.0"
+    asked = []
+
+    def run_rows(frame):
+        def run(n):
+            asked.append(n)
+            return frame[frame["episode"] < n].reset_index(drop=True)
+
+        return run
+
+    lines, failed = regression.gate(ref, run_rows(df), {"hopper": "f0"}, now=newer)
+    assert not failed and lines[0] == "mode: exact" and asked == [regression.EXACT_EPISODES]
+    assert lines[-1].startswith("packages changed since the reference without effect: transformers")
+    assert "-> 99.0.0" in lines[-1]
+    # rows differ (one ulp) and a package changed: say so, then the statistical check (all episodes)
+    nudged = df.copy()
+    nudged.loc[0, "return"] = np.nextafter(nudged.loc[0, "return"], np.inf)
+    asked.clear()
+    lines, failed = regression.gate(ref, run_rows(nudged), {"hopper": "f0"}, now=newer)
+    assert asked == [regression.EXACT_EPISODES, 24] and not failed
+    assert any(line.startswith("packages changed: transformers") for line in lines)
+    assert "mode: statistical" in lines
+    # the same packages: a differing row fails, no statistical rerun
+    asked.clear()
+    lines, failed = regression.gate(ref, run_rows(nudged), {"hopper": "f0"}, now=ref["platform"])
+    assert failed and asked == [regression.EXACT_EPISODES] and "mode: statistical" not in lines
+    # another CPU model where the numerics are not portable: statistical from the start
+    other = copy.deepcopy(ref["platform"]) | {"cpu": "another CPU"}
+    asked.clear()
+    lines, _ = regression.gate(ref, run_rows(df), {"hopper": "f0"}, now=other)
+    assert lines[0] == "mode: statistical" and asked == [24]
+
+
 def test_statistical_mode_fails_on_a_real_drop_only():
     rng = np.random.default_rng(1)
     base = {

@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from harness.core.schema import EPISODES, FIGURE_FORMATS, FIGURES, METADATA, SUMMARY, VIDEO_DIR
+from harness.core.schema import CALIBRATION, EPISODES, FIGURE_FORMATS, FIGURES, METADATA, SUMMARY, VIDEO_DIR
 
 REPORT = "report.html"
 SUMMARY_VIEW = {
@@ -101,6 +101,37 @@ def _table(df: pd.DataFrame, columns: dict[str, str]) -> str:
     return view.to_html(index=False, float_format=lambda x: f"{x:.1f}", border=0, na_rep="")
 
 
+def _calibration_table(cal: pd.DataFrame) -> str:
+    """calibration.csv as a table: each number with its CI in one cell."""
+
+    def ci(name: str, digits: int) -> pd.Series:
+        return pd.Series(
+            [
+                f"{r[name]:.{digits}f} [{r[name + '_ci_low']:.{digits}f}, {r[name + '_ci_high']:.{digits}f}]"
+                for _, r in cal.iterrows()
+            ],
+            index=cal.index,
+            dtype=object,
+        )
+
+    view = pd.DataFrame(
+        {
+            "env": cal["env"],
+            "checkpoint": cal["checkpoint"],
+            "Spearman rho": ci("rho", 2),
+            "slope": ci("slope", 2),
+            "tracking error": ci("tracking_error", 1),
+            "best score": ci("best_score", 1),
+            "best at": cal["best_target"].map("{:.0f}".format),
+            "saturates from": cal["saturation_target"].map("{:.0f}".format),
+            "stuck": cal["stuck_share"].map("{:.0%}".format),
+            "above the data": cal["above"],
+            "above / best": ci("above_ratio", 2),
+        }
+    )
+    return view.to_html(index=False, border=0, na_rep="")
+
+
 def write_report(folder: Path, title: str | None = None) -> Path:
     """Write ``folder/report.html`` from a sweep folder's files; returns its path.
 
@@ -119,6 +150,17 @@ def write_report(folder: Path, title: str | None = None) -> Path:
             (
                 "Summary (mean over ok episodes, 95% bootstrap CI; score = D4RL-normalised)",
                 _table(summary, SUMMARY_VIEW),
+            ),
+            *(
+                [
+                    (
+                        "Return conditioning (calibration.csv; inside the data's p10-p90 return range; "
+                        "95% bootstrap CIs over episodes)",
+                        _calibration_table(pd.read_csv(folder / CALIBRATION)),
+                    )
+                ]
+                if (folder / CALIBRATION).is_file()
+                else []
             ),
             ("Provenance", _provenance(meta)),
             ("Files", _links(folder)),

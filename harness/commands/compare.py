@@ -12,7 +12,12 @@ With one folder (a sweep of a Trainer run's checkpoints, ``--checkpoint ENV='run
 which training step scores best, and whether the last step is worse than it (the last step
 against every earlier one, paired by seed, Bonferroni over all; ``best_vs_last.csv``).
 
-Exit codes: 0 no significant drop beyond ``--min-drop``; 1 such a drop in a cell or an env (one
+Return conditioning too (:func:`harness.analysis.calibration.compare_calibration`): Spearman rho
+and the slope of achieved on target inside the baseline's data range, paired by seed; a
+significant drop in either fails (``calibration_compare.csv``).
+
+Exit codes: 0 no significant drop beyond ``--min-drop``; 1 such a drop in a cell or an env, or in
+rho or slope (one
 folder: the last step significantly below an earlier one); 2 bad input (a folder that is not a
 sweep, grids that do not match, unpaired checkpoints).
 """
@@ -24,11 +29,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.analysis.calibration import compare_calibration
 from harness.analysis.comparison import ALPHA, DEFAULT_MIN_DROP, best_vs_last, compare, pair_checkpoints, read_sweep
 from harness.analysis.figures import comparison_figure, save_figure, train_steps
 from harness.analysis.report import write_comparison_report
 from harness.commands.cli import Parser, run
 from harness.core.errors import HarnessError
+from harness.core.schema import SUMMARY
 from harness.io.results import write_atomic
 
 EXIT_DROP = 1
@@ -105,9 +112,45 @@ def main(argv: list[str] | None = None) -> int:
         )
         write_comparison_report(out, df, f"{args.baseline} (baseline) vs {args.candidate} (candidate): {note}")
         print(f"\n{note}; wrote {out}/compare.csv, compare.png/.svg, report.html")
-        return EXIT_DROP if len(drops) else 0
+        cal_drops = _calibration(args, base, cand, pairing.pairs, out)
+        return EXIT_DROP if len(drops) or cal_drops else 0
 
     return run(body)
+
+
+def _calibration(args, base: pd.DataFrame, cand: pd.DataFrame, pairs: dict, out: Path) -> int:  # noqa: ANN001
+    """Return conditioning (rho and slope inside the data's range) of both sweeps, paired by seed;
+    prints the table, writes ``calibration_compare.csv``; returns the number of significant drops."""
+    summary = args.baseline / SUMMARY
+    if not summary.is_file():
+        print(f"(no {SUMMARY} in {args.baseline}: return conditioning not compared)")
+        return 0
+    cal = compare_calibration(base, pd.read_csv(summary), cand, pairs, args.alpha, seed=args.seed)
+    if cal.empty:
+        print("(return conditioning not compared: fewer than 3 shared targets inside the data's range)")
+        return 0
+    write_atomic(out / "calibration_compare.csv", cal.to_csv(index=False))
+    view = pd.DataFrame(
+        {
+            "env": cal["env"],
+            "number": cal["number"],
+            "baseline": cal["baseline_value"].map("{:.2f}".format),
+            "candidate": cal["candidate_value"].map("{:.2f}".format),
+            "diff [CI]": [
+                f"{d:+.2f} [{lo:+.2f}, {hi:+.2f}]"
+                for d, lo, hi in zip(cal["diff"], cal["diff_ci_low"], cal["diff_ci_high"], strict=True)
+            ],
+            "verdict": cal["verdict"],
+        }
+    )
+    drops = int((cal["verdict"] == "drop").sum())
+    print(
+        f"\nreturn conditioning inside the baseline's data range, paired by seed "
+        f"(CIs at {100 * cal['confidence'].iloc[0]:.2f}%):"
+    )
+    print(render(view, args.markdown))
+    print(f"{drops} significant drops in rho or slope; wrote {out}/calibration_compare.csv")
+    return drops
 
 
 def _best_vs_last(args) -> int:  # noqa: ANN001

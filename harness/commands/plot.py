@@ -8,9 +8,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from harness.analysis.calibration import write_calibration
 from harness.analysis.figures import save_figures
 from harness.analysis.report import write_report
 from harness.commands.cli import Parser, run
+from harness.core.schema import EPISODES, SUMMARY
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,6 +25,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> int:
         for d in args.dirs:
+            if (d / EPISODES).is_file() and (d / SUMMARY).is_file():
+                print(write_calibration(d))
             for path in save_figures(d):
                 print(path)
             print(write_report(d))

@@ -29,7 +29,7 @@ from __future__ import annotations
 import functools
 import json
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -351,28 +351,47 @@ def _check(write: bool, reason: str | None, mode: str) -> int:
         print(f"wrote {REFERENCE}")
         return 0
     reference = read_reference()
-    auto = mode == "auto"
-    mode = resolve_mode(reference, mode)
-    changed = changed_versions(reference)
-    rows = run_embedded(episodes=gate_episodes(reference, mode))
-    used, lines, failed = check(reference, rows, fingerprints(), mode)
-    print(f"mode: {used}")
+    lines, failed = gate(reference, lambda n: run_embedded(episodes=n), fingerprints(), mode)
     print("\n".join(lines))
+    return 1 if failed else 0
+
+
+def gate(
+    reference: dict[str, Any],
+    run_rows: Callable[[int], pd.DataFrame],
+    prints: dict[str, str],
+    mode: str = "auto",
+    now: dict[str, Any] | None = None,
+) -> tuple[list[str], bool]:
+    """The whole check as ``harness regression`` runs it: ``(lines to print, failed)``.
+
+    ``run_rows(episodes)`` runs the fixed sweep with that many episodes per cell. In ``auto``
+    mode, wherever this platform computes the reference's floats (:func:`same_numerics`) the exact
+    subset runs first, whatever the package versions: equal rows pass, naming the packages that
+    changed without effect; rows that differ while packages changed are reported with the
+    packages, then the statistical check decides. ``now``: this platform (default
+    :func:`platform`).
+    """
+    now = now or platform()
+    auto = mode == "auto"
+    if auto:
+        mode = "exact" if same_numerics(reference.get("platform", {}), now) else "statistical"
+    changed = changed_versions(reference, now)
+    used, lines, failed = check(reference, run_rows(gate_episodes(reference, mode)), prints, mode)
+    out = [f"mode: {used}", *lines]
     if used == "exact" and changed:
-        print(
+        out.append(
             ("packages changed since the reference without effect: " if not failed else "packages changed: ")
             + "; ".join(changed)
         )
-    prints_ok = all(reference["fingerprints"].get(e) == fp for e, fp in fingerprints().items())
+    prints_ok = all(reference["fingerprints"].get(e) == fp for e, fp in prints.items())
     if auto and used == "exact" and failed and changed and prints_ok:
-        # rows differ and the packages changed: a new release may round differently (a finding for the
-        # exact gate, not a regression by itself); the statistical check says whether scores dropped
-        print("rows differ from the reference with changed packages: running the statistical check")
-        rows = run_embedded(episodes=gate_episodes(reference, "statistical"))
-        used, lines, failed = check(reference, rows, fingerprints(), "statistical")
-        print(f"mode: {used}")
-        print("\n".join(lines))
-    return 1 if failed else 0
+        # a new release may round differently: a finding for the exact gate, not by itself a
+        # regression; the statistical check says whether scores dropped
+        out.append("rows differ from the reference and packages changed: running the statistical check")
+        used, lines, failed = check(reference, run_rows(gate_episodes(reference, "statistical")), prints, "statistical")
+        out += [f"mode: {used}", *lines]
+    return out, failed
 
 
 if __name__ == "__main__":

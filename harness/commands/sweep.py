@@ -19,9 +19,18 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.analysis.calibration import format_table
 from harness.commands.cli import DefaultsFormatter, Parser, add_config_flags, quiet_hf_logs, read_toml_config, run
 from harness.core.errors import HarnessError
-from harness.core.schema import EPISODES, EXIT_BAD_INPUT, EXIT_FAILED_EPISODES, EXIT_OK, SUMMARY, Status
+from harness.core.schema import (
+    CALIBRATION,
+    EPISODES,
+    EXIT_BAD_INPUT,
+    EXIT_FAILED_EPISODES,
+    EXIT_OK,
+    SUMMARY,
+    Status,
+)
 from harness.io.checkpoints import embedded_names
 from harness.running.runner import SweepConfig, run_sweep
 
@@ -104,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         episodes = run_sweep(config, command=command, flags=True)
         _print_summary(pd.read_csv(Path(config.out) / SUMMARY), Path(config.out))
+        if (Path(config.out) / CALIBRATION).is_file():
+            print("return conditioning (95% bootstrap CIs; calibration.csv):")
+            print(format_table(pd.read_csv(Path(config.out) / CALIBRATION)))
         failed = episodes[episodes["status"] != Status.OK.value]
         if len(failed):
             kinds = ", ".join(f"{n} {k}" for k, n in failed["status"].value_counts().items())

@@ -38,10 +38,11 @@ class Status(str, Enum):
 
 EPISODES = "episodes.csv"
 SUMMARY = "summary.csv"
+CALIBRATION = "calibration.csv"
 METADATA = "metadata.json"
 IDENTITY = "sweep.json"
 VIDEO_DIR = "videos"
-RESULT_FILES = (EPISODES, SUMMARY, METADATA, IDENTITY)
+RESULT_FILES = (EPISODES, SUMMARY, CALIBRATION, METADATA, IDENTITY)
 """Files a sweep writes (besides figures and videos)."""
 
 FIGURE_RETURN_CONDITIONING = "return_conditioning"

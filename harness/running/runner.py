@@ -27,12 +27,22 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from harness.analysis.calibration import calibration
 from harness.analysis.summary import summarize
 from harness.core import numerics
 from harness.core.errors import HarnessError
 from harness.core.numerics import Numerics
 from harness.core.provenance import git_state, machine, versions
-from harness.core.schema import EPISODE_COLUMNS, EPISODES, IDENTITY, METADATA, SUMMARY, VIDEO_DIR, Status
+from harness.core.schema import (
+    CALIBRATION,
+    EPISODE_COLUMNS,
+    EPISODES,
+    IDENTITY,
+    METADATA,
+    SUMMARY,
+    VIDEO_DIR,
+    Status,
+)
 from harness.engine.evaluate import default_targets, evaluate
 from harness.engine.policy import PRECISIONS, DTPolicy, batch_invariance_check
 from harness.engine.rollout import EpisodeSpec
@@ -520,6 +530,7 @@ def _run_sweep(config: SweepConfig, command: str | None = None) -> pd.DataFrame:
     data = {(env.name, c.label): c.dataset for env, c, _ in loaded if c.dataset is not None}
     summary = summarize(episodes, datasets=data)
     write_atomic(out / SUMMARY, summary.to_csv(index=False))
+    write_atomic(out / CALIBRATION, calibration(episodes, summary).to_csv(index=False))
     run_steps = int(episodes["length"].sum() - (previous["length"].sum() if len(previous) else 0))
     meta = {
         "command": command,
