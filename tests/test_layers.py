@@ -33,7 +33,7 @@ LAYERS: list[tuple[str, str, list[list[str]]]] = [
     (
         "engine",
         "the context window, the exact fast forward, the batched policy, the rollout, the tutorial's oracle",
-        [["context"], ["fast"], ["policy", "reference"], ["rollout"], ["evaluate"]],
+        [["context"], ["fast"], ["policy", "reference"], ["rollout"], ["evaluate", "probe"]],
     ),
     (
         "analysis",
@@ -55,7 +55,7 @@ LAYERS: list[tuple[str, str, list[list[str]]]] = [
         "the command line, thin: one module per subcommand, and the harness dispatcher",
         [
             ["cli"],
-            ["sweep", "plot", "video", "collect", "train", "regression", "compare", "convert"],
+            ["sweep", "plot", "video", "collect", "train", "regression", "compare", "convert", "probe"],
             ["paper"],
             ["main"],
         ],

@@ -465,6 +465,46 @@ def comparison_figure(table: pd.DataFrame, baseline: str, candidate: str) -> Fig
     return fig
 
 
+def probe_figure(curves: pd.DataFrame, attention: pd.DataFrame) -> Figure:
+    """The return probe (``harness probe``): action change against counterfactual target (left) and
+    the newest state token's attention to return tokens by layer and head (right).
+
+    Args:
+        curves: ``probe_curve.csv`` rows (``checkpoint``, ``target_score``, ``action_distance`` and its CI).
+        attention: ``probe_attention.csv`` rows (``checkpoint``, ``layer``, ``head``, ``attention_to_returns``, CI).
+    """
+    fig, axes = _panels(2, 4.6, 4.2)
+    left, right = axes[0]
+    labels = list(dict.fromkeys(curves["checkpoint"]))
+    colors = checkpoint_colors(labels)
+    for label in labels:
+        c = curves[curves["checkpoint"] == label].sort_values("target_score")
+        left.plot(c["target_score"], c["action_distance"], "o-", color=colors[label], ms=3.5, lw=1.5, label=label)
+        left.fill_between(
+            c["target_score"], c["action_distance_ci_low"], c["action_distance_ci_high"], color=colors[label],
+            alpha=0.2, lw=0,
+        )  # fmt: skip
+    left.set_xlabel("counterfactual target return (D4RL-normalised)")
+    left.set_ylabel("action distance from the lowest target's (L2)")
+    left.set_title("action change")
+    left.grid(alpha=0.3)
+    width = 0.8 / max(len(labels), 1)
+    for i, label in enumerate(labels):
+        a = attention[attention["checkpoint"] == label].reset_index(drop=True)
+        x = np.arange(len(a)) + i * width
+        err = np.vstack([a["attention_to_returns"] - a["ci_low"], a["ci_high"] - a["attention_to_returns"]])
+        right.bar(x, a["attention_to_returns"], width, yerr=err, color=colors[label], capsize=2)
+        if i == 0:
+            right.set_xticks(x + 0.4 - width / 2, [f"L{r.layer} H{r.head}" for r in a.itertuples()])
+    right.set_xlabel("layer, head")
+    right.set_ylabel("attention share on return tokens")
+    right.set_title("newest state token's attention")
+    right.grid(alpha=0.3, axis="y")
+    _legend(fig, axes)
+    _suptitle(fig, "Return probe: same windows, only the return tokens changed (means with 95% bootstrap CIs)")
+    return fig
+
+
 def _normalizer_for(env: str):
     from harness.world.envs import resolve_env
 

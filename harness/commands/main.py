@@ -21,6 +21,7 @@ SUBCOMMANDS = {
     "compare": "compare two sweep folders, paired by seed (exit 1 on a significant drop)",
     "regression": "the result regression gate of the embedded checkpoints",
     "plot": "redraw a sweep folder's figures and report from its CSV files",
+    "probe": "does a checkpoint read its return tokens? counterfactual return probes, no env needed",
     "video": "grid videos of recorded episodes",
     "collect": "offline data from behaviour agents (the tutorial's schema)",
     "train": "train a Decision Transformer on offline data (the transformers Trainer)",
