@@ -68,6 +68,14 @@ def test_the_command_line_reference_is_generated_from_the_parsers():
     assert (DOCS / "cli.md").read_text() == reference_markdown(), "regenerate: harness --reference > docs/cli.md"
 
 
+def test_the_return_token_page_holds_the_result_files_numbers():
+    spec = importlib.util.spec_from_file_location("tables", ROOT / "benchmarks" / "return_token_tables.py")
+    tables = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tables)
+    page = (DOCS / "return-token.md").read_text()
+    assert page == tables.render(page), "python benchmarks/return_token_tables.py"
+
+
 def test_model_cards_are_current():
     spec = importlib.util.spec_from_file_location("model_cards", ROOT / "benchmarks" / "model_cards.py")
     cards = importlib.util.module_from_spec(spec)

@@ -130,8 +130,10 @@ def comparison_table(n_envs: int, n_ckpts: int) -> pd.DataFrame:
 def build(kind: str, n_envs: int, n_ckpts: int) -> Figure:
     episodes, datasets = episodes_for(n_envs, n_ckpts)
     summary = summarize(episodes, datasets=datasets)
-    if kind == "return_conditioning":
-        return figures.return_conditioning_figure(summary)
+    if kind == "return_conditioning":  # annotated with the calibration numbers (up to 3 per panel)
+        from harness.analysis.calibration import calibration
+
+        return figures.return_conditioning_figure(summary, calibration(episodes, summary, n_resamples=50))
     if kind == "return_distributions":
         return figures.return_distributions_figure(episodes, summary)
     if kind == "episode_length":
@@ -143,10 +145,30 @@ def build(kind: str, n_envs: int, n_ckpts: int) -> Figure:
         return fig
     if kind == "compare":
         return figures.comparison_figure(comparison_table(n_envs, n_ckpts), "baseline", "candidate")
+    if kind == "probe":  # n_envs heads per layer, 3 layers, n_ckpts checkpoints (long Trainer-style labels)
+        labels = [f"run/trainer/checkpoint-{1000 * (c + 1)}" for c in range(n_ckpts)]
+        curves = pd.DataFrame(
+            [
+                {"checkpoint": label, "target_score": s, "action_distance": s / 200}
+                | {"action_distance_ci_low": s / 250, "action_distance_ci_high": s / 150}
+                for label in labels
+                for s in np.linspace(0, 120, 8)
+            ]
+        )
+        attention = pd.DataFrame(
+            [
+                {"checkpoint": label, "layer": layer, "head": head, "attention_to_returns": 0.2}
+                | {"ci_low": 0.15, "ci_high": 0.25}
+                for label in labels
+                for layer in range(3)
+                for head in range(n_envs)
+            ]
+        )
+        return figures.probe_figure(curves, attention)
     raise AssertionError(kind)
 
 
-KINDS = ["return_conditioning", "return_distributions", "episode_length", "learning_curve", "compare"]
+KINDS = ["return_conditioning", "return_distributions", "episode_length", "learning_curve", "compare", "probe"]
 
 
 @pytest.mark.parametrize("n_ckpts", [1, 2, 8])

@@ -32,6 +32,7 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from harness.core.errors import HarnessError  # noqa: E402
 from harness.core.schema import (  # noqa: E402
+    CALIBRATION,
     EPISODES,
     FIGURE_EPISODE_LENGTH,
     FIGURE_FORMATS,
@@ -116,13 +117,16 @@ def checkpoint_colors(labels: list[str]) -> dict[str, str]:
     return {label: matplotlib.colors.to_hex(cmap(i % 10)) for i, label in enumerate(sorted(set(labels)))}
 
 
-def return_conditioning_figure(summary: pd.DataFrame) -> Figure:
+def return_conditioning_figure(summary: pd.DataFrame, calibration: pd.DataFrame | None = None) -> Figure:
     """Draw the return-conditioning figure from a ``summary.csv`` table.
 
     Args:
         summary: one row per env × checkpoint × target with the columns ``env``, ``env_id``,
             ``checkpoint``, ``target_score``, ``score_mean``, ``score_ci_low``,
             ``score_ci_high`` and ``dataset_best_score`` (NaN where unknown).
+        calibration: the sweep's ``calibration.csv`` (optional): each checkpoint's rho and slope
+            are written in its panel (up to three checkpoints per env) and the target where it
+            saturates is marked with a triangle.
 
     Returns:
         The figure (one panel per env).
@@ -150,6 +154,8 @@ def return_conditioning_figure(summary: pd.DataFrame) -> Figure:
                 ax.axvline(b, color=color, ls=":", lw=1)
                 ax.plot([b], [b], marker="*", ms=11, color=color, ls="none")
                 ax.plot([], [], marker="*", ms=9, color="0.45", ls="none", label="best return in its data (its colour)")
+        if calibration is not None:
+            _annotate_calibration(ax, env, rows, calibration, colors)
         env_ids = ", ".join(sorted(rows["env_id"].unique()))
         ax.set_title(f"{env} ({env_ids})")
         ax.set_xlabel("target return (D4RL-normalised)")
@@ -159,6 +165,25 @@ def return_conditioning_figure(summary: pd.DataFrame) -> Figure:
     _legend(fig, axes)
     _suptitle(fig, "Return conditioning (mean, 95% bootstrap CI)")
     return fig
+
+
+def _annotate_calibration(ax, env: str, rows: pd.DataFrame, cal: pd.DataFrame, colors: dict) -> None:  # noqa: ANN001
+    """Mark where each checkpoint saturates; write rho and slope in the panel (up to 3 checkpoints)."""
+    cal = cal[cal["env"] == env]
+    lines = []
+    for label, cell in rows.groupby("checkpoint", sort=True):
+        c = cal[cal["checkpoint"] == label]
+        if c.empty:
+            continue
+        c = c.iloc[0]
+        at = cell[cell["target"] == c["saturation_target"]] if "target" in cell else cell.iloc[0:0]
+        if len(at):
+            ax.plot(at["target_score"], at["score_mean"], marker="v", ms=9, color=colors[label], ls="none", mec="k")
+            ax.plot([], [], marker="v", ms=8, color="0.45", mec="k", ls="none", label="saturates (calibration.csv)")
+        lines.append((colors[label], f"rho {c['rho']:.2f}, slope {c['slope']:.2f}"))
+    if 0 < len(lines) <= 3:
+        for i, (color, text) in enumerate(lines):
+            ax.text(0.03, 0.97 - 0.07 * i, text, transform=ax.transAxes, va="top", ha="left", fontsize=8, color=color)
 
 
 def _env_order(envs) -> list[str]:
@@ -407,7 +432,9 @@ def save_figures(out: Path) -> list[Path]:
         raise HarnessError(f"{summary_path} lacks columns {', '.join(missing)}; rerun the sweep")
     if summary.empty:
         raise HarnessError(f"{summary_path} has no rows; rerun the sweep")
-    written = _save(return_conditioning_figure(summary), out, FIGURE_RETURN_CONDITIONING)
+    cal_path = out / CALIBRATION
+    calibration = pd.read_csv(cal_path) if cal_path.is_file() else None
+    written = _save(return_conditioning_figure(summary, calibration), out, FIGURE_RETURN_CONDITIONING)
     episodes_path = out / EPISODES
     if episodes_path.is_file():
         try:

@@ -29,9 +29,11 @@ others. (The hazard is real: BLAS libraries take other paths for small M — MKL
 = 1..3 differs from M >= 4 on AMD EPYC, and cuBLAS picks kernels and split-K by shape.) Blocks
 alone are not enough: a row's rounding can also depend on its position inside a fixed-shape
 GEMM (on AMD EPYC with AVX-512, MKL rounds odd rows of a block differently; issue 21), which
-no layout of ours can rule out. That part is the library's, and :mod:`harness.core.numerics` pins
-it (MKL's strict CNR mode, torch's AVX2 kernels). ``tests/test_fast.py`` checks every batch size
-and row position, and ``batch_invariant`` re-checks every position of a block at start-up on
+no layout of ours can rule out when a BLAS computes the products. Under pinned numerics
+(:mod:`harness.core.numerics`) they are not the BLAS's: ``products="fixed"`` runs every matrix
+product as :mod:`harness.core.fixedgemm`'s fixed-order FMA chain, exact by construction on every
+CPU, and torch's own kernels (layer norm, softmax, activations) run their AVX2 versions.
+``tests/test_fast.py`` checks every batch size and row position, and ``batch_invariant`` re-checks every position of a block at start-up on
 the machine that runs the sweep.
 
 ``dtype=torch.bfloat16`` runs the whole stack on a bf16 copy of the weights (embeddings in

@@ -1,0 +1,83 @@
+"""The manual's tables of the embedded checkpoints' return conditioning, from the result files.
+
+Rewrites the blocks between the ``begin ... table`` / ``end ... table`` markers of
+``docs/return-token.md``: the calibration numbers from ``results/reference/calibration.csv`` and
+the probe numbers from ``results/probe/<env>/probe.csv`` and ``probe_attention.csv``.
+``tests/test_docs.py`` checks that the page is current.
+
+    python benchmarks/return_token_tables.py
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGE = ROOT / "docs" / "return-token.md"
+ENVS = ("hopper", "walker2d", "halfcheetah")
+
+
+def _ci(r: pd.Series, name: str, digits: int) -> str:
+    return f"{r[name]:.{digits}f} [{r[name + '_ci_low']:.{digits}f}, {r[name + '_ci_high']:.{digits}f}]"
+
+
+def calibration_table() -> str:
+    cal = pd.read_csv(ROOT / "results" / "reference" / "calibration.csv")
+    lines = [
+        "| env | rho (targets in range) | slope | tracking error | best score (at) | saturates from | stuck "
+        "| above the data |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for _, r in cal.iterrows():
+        above = r["above"] + (f", {_ci(r, 'above_ratio', 2)} of best" if r["above"] != "none" else "")
+        lines.append(
+            f"| {r['env']} | {_ci(r, 'rho', 2)} ({r['targets_in_range']}) | {_ci(r, 'slope', 2)} | "
+            f"{_ci(r, 'tracking_error', 1)} | {_ci(r, 'best_score', 1)} ({r['best_target']:,.0f}) | "
+            f"{r['saturation_target']:,.0f} | {r['stuck_share']:.1%} | {above} |"
+        )
+    return "\n".join(lines)
+
+
+def probe_table() -> str:
+    lines = [
+        "| env | windows (source) | action change per 100 points [95% CI] | windows that never move | "
+        "attention to return tokens by layer (head 0) |",
+        "|---|---|---|---|---|",
+    ]
+    for env in ENVS:
+        folder = ROOT / "results" / "probe" / env
+        r = pd.read_csv(folder / "probe.csv").iloc[0]
+        att = pd.read_csv(folder / "probe_attention.csv")
+        layers = ", ".join(
+            f"L{int(a['layer'])} {a['attention_to_returns']:.2f}" for _, a in att[att["head"] == 0].iterrows()
+        )
+        lines.append(
+            f"| {env} | {int(r['windows'])} ({r['source']}) | {_ci(r, 'action_change', 3)} | "
+            f"{r['frozen_share']:.0%} | {layers} |"
+        )
+    return "\n".join(lines)
+
+
+def render(page: str) -> str:
+    for name, table in (("calibration", calibration_table), ("probe", probe_table)):
+        page = re.sub(
+            rf"(<!-- begin {name} table:[^\n]*-->\n).*?(<!-- end {name} table -->)",
+            lambda m, t=table: m.group(1) + t() + "\n" + m.group(2),
+            page,
+            flags=re.S,
+        )
+    return page
+
+
+def main() -> int:
+    PAGE.write_text(render(PAGE.read_text()))
+    print(f"wrote {PAGE}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
