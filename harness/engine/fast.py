@@ -33,8 +33,8 @@ no layout of ours can rule out when a BLAS computes the products. Under pinned n
 (:mod:`harness.core.numerics`) they are not the BLAS's: ``products="fixed"`` runs every matrix
 product as :mod:`harness.core.fixedgemm`'s fixed-order FMA chain, exact by construction on every
 CPU, and torch's own kernels (layer norm, softmax, activations) run their AVX2 versions.
-``tests/test_fast.py`` checks every batch size and row position, and ``batch_invariant`` re-checks every position of a block at start-up on
-the machine that runs the sweep.
+``tests/test_fast.py`` checks every batch size and row position, and ``batch_invariant``
+re-checks every position of a block at start-up on the machine that runs the sweep.
 
 ``dtype=torch.bfloat16`` runs the whole stack on a bf16 copy of the weights (embeddings in
 fp32, then cast): faster on CPUs with bf16 matrix units, not exact (``--precision bf16``).
