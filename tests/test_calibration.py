@@ -117,6 +117,22 @@ def test_a_target_blind_policy_reads_flat_and_a_collapse_reads_as_one(sweep):
     assert calibration(collapse, summary).iloc[0]["above"] == "collapses"
 
 
+def test_a_flat_response_reads_rho_0_and_compare_calls_it_a_drop(sweep):
+    """A return-blind policy whose achieved return is the same at every target (as the embedded
+    hopper with its return embedding zeroed gives: every episode identical across targets) has
+    rho 0, not NaN, so compare sees the drop."""
+    from harness.analysis.calibration import compare_calibration
+
+    episodes, summary = sweep
+    flat = episodes.copy()
+    flat["return"] = 300.0 + flat["seed"]  # depends on the reset seed only
+    flat["status"] = "ok"
+    flat["normalized_score"] = score(flat["return"])
+    assert calibration(flat, summary).iloc[0]["rho"] == 0.0
+    cmp = compare_calibration(episodes, summary, flat, {"hopper": [("c", "c")]}).set_index("number")
+    assert cmp.loc["rho", "verdict"] == "drop" and cmp.loc["slope", "verdict"] == "drop"
+
+
 def test_no_dataset_statistics_uses_every_target_and_says_so(sweep):
     episodes, summary = sweep
     bare = summary.assign(dataset_return_p10=np.nan, dataset_return_p90=np.nan, dataset_best_return=np.nan)

@@ -9,7 +9,8 @@ Numbers (columns of :data:`CALIBRATION_COLUMNS`):
 
 - inside the data's return range (targets between the checkpoint's dataset p10 and p90 return;
   every target when the dataset is unknown, said in ``range``):
-  ``rho``, the Spearman correlation of target against mean achieved return over those targets;
+  ``rho``, the Spearman correlation of target against mean achieved return over those targets
+  (0 when the achieved return does not vary at all);
   ``slope``, the least-squares slope of mean achieved score on target score (1: tracks one for
   one; 0: ignores the target); ``tracking_error``, the mean absolute difference between an
   episode's score and its target's score;
@@ -68,7 +69,9 @@ def _rho(t: np.ndarray, y: np.ndarray) -> np.ndarray:
     rt, ry = rt - rt.mean(), ry - ry.mean(axis=1, keepdims=True)
     den = np.sqrt((rt**2).sum() * (ry**2).sum(axis=1))
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 0, (ry * rt).sum(axis=1) / den, np.nan)
+        # an achieved return that does not vary with the target has no monotone relation to it: 0
+        # (Spearman's rho is undefined there; NaN would hide a return-blind policy from compare)
+        return np.where(den > 0, (ry * rt).sum(axis=1) / den, 0.0 if (rt**2).sum() > 0 else np.nan)
 
 
 def _slope(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -227,7 +230,9 @@ def compare_calibration(
     For each env and (baseline, candidate) checkpoint pair of ``pairs``: the targets inside the
     baseline checkpoint's dataset p10-p90 range (all targets without one) that both sweeps ran,
     and at each the episodes (reset seeds) both finished ``ok``. Each bootstrap resample draws
-    those episodes with replacement, the same ones on both sides, and recomputes both numbers.
+    reset seeds with replacement, the same ones on both sides and, where every target ran the
+    same seeds (a sweep's episode k always does), the same ones at every target, and recomputes
+    both numbers.
     CIs at ``1 - alpha / tests`` (Bonferroni over every env, pair and number); ``drop``: the CI of
     the difference lies below 0; ``gain``: above 0; else ``no change``.
     """
@@ -250,17 +255,29 @@ def compare_calibration(
             targets = sorted(set(b["target"]) & set(c["target"]))
             if np.isfinite(low) and np.isfinite(high):
                 targets = [t for t in targets if low <= t <= high]
-            kept, cells = [], []
-            for t in targets:
-                both = b[b["target"] == t].merge(c[c["target"] == t], on="seed", suffixes=("_b", "_c"))
-                if len(both):
-                    kept.append(t)
-                    cells.append(both[["normalized_score_b", "normalized_score_c"]].to_numpy(np.float64))
-            if len(cells) < 3:
+            merged = {
+                t: b[b["target"] == t].merge(c[c["target"] == t], on="seed", suffixes=("_b", "_c")) for t in targets
+            }
+            kept = [t for t in targets if len(merged[t])]
+            if len(kept) < 3:
                 continue
+            # a sweep resets episode k of every target with the same seed: resample seeds jointly
+            # across targets (the same episodes everywhere), else per target
+            common = sorted(set.intersection(*(set(merged[t]["seed"]) for t in kept)))
+            joint = len(common) >= 2
+            cells = [
+                (merged[t][merged[t]["seed"].isin(common)].sort_values("seed") if joint else merged[t])[
+                    ["normalized_score_b", "normalized_score_c"]
+                ].to_numpy(np.float64)
+                for t in kept
+            ]
             t_arr = np.array(kept, dtype=np.float64)
             t_score = np.array([env.normalized_score(t) for t in kept])
-            draws = [rng.integers(0, len(x), size=(n_resamples, len(x))) for x in cells]
+            if joint:
+                shared = rng.integers(0, len(common), size=(n_resamples, len(common)))
+                draws = [shared] * len(cells)
+            else:
+                draws = [rng.integers(0, len(x), size=(n_resamples, len(x))) for x in cells]
             point = {side: np.array([x[:, i].mean() for x in cells])[None, :] for i, side in enumerate("bc")}
             boot = {
                 side: np.stack([x[d, i].mean(axis=1) for x, d in zip(cells, draws, strict=True)], axis=1)
