@@ -200,6 +200,16 @@ class FastActionHead:
             self._masks[key] = (order[None, :] <= order[:, None], step)
         return self._masks[key]
 
+    def _mask(self, valid: torch.Tensor, k: int, device: torch.device) -> torch.Tensor:
+        """Additive attention mask ``(n, 1, 3K-1, 3K-1)`` (sdpa's fastest form) from ``valid`` ``(n, K)``:
+        causal and not padding; a padded query also sees itself so that its (unused) row is finite."""
+        causal, step = self._order(k, device)
+        n, t = valid.shape[0], 3 * k - 1
+        allowed = causal & valid.bool()[:, step][:, None, :]
+        allowed |= torch.eye(t, dtype=torch.bool, device=device)
+        mask = torch.zeros(n, 1, t, t, dtype=self.dtype, device=device)
+        return mask.masked_fill_(~allowed.unsqueeze(1), float("-inf"))
+
     def _buf(self, n: int, k: int, device: torch.device) -> dict[str, torch.Tensor]:
         key = (n, k, device)
         buffers: dict[tuple[int, int, torch.device], dict[str, torch.Tensor]] = self._local.__dict__.setdefault(
@@ -261,7 +271,6 @@ class FastActionHead:
         t = 3 * k - 1
         dev = states.device
         b = self._buf(n, k, dev)
-        causal, step = self._order(k, dev)
         h = self.layers[0].hidden
 
         time = self.embed_timestep(timesteps)  # (n, K, h) fp32
@@ -277,12 +286,7 @@ class FastActionHead:
         x3.copy_(self.embed_ln(emb).add_(self.pos0))
         x = b["x"]  # (n*t, h) residual stream
 
-        key_ok = valid.bool()[:, step]  # (n, t)
-        # causal and not padding; a padded query also sees itself so that its (unused) row is finite
-        allowed = causal & key_ok[:, None, :]
-        allowed |= torch.eye(t, dtype=torch.bool, device=dev)
-        mask = torch.zeros(n, 1, t, t, dtype=self.dtype, device=dev)  # additive: sdpa's fastest form
-        mask.masked_fill_(~allowed.unsqueeze(1), float("-inf"))
+        mask = self._mask(valid, k, dev)
 
         for layer in self.layers[:-1]:
             y = _ln(x, layer.ln_1)
@@ -345,7 +349,6 @@ class FastActionHead:
         n, k = timesteps.shape
         t = 3 * k - 1
         dev = states.device
-        causal, step = self._order(k, dev)
         h = self.layers[0].hidden
         heads = self.layers[0].heads
         d = h // heads
@@ -364,11 +367,7 @@ class FastActionHead:
         x3.copy_(self.embed_ln(emb).add_(self.pos0))
         x = b["x"]  # (n*t, h) residual stream
 
-        key_ok = valid.bool()[:, step]  # (n, t)
-        allowed = causal & key_ok[:, None, :]
-        allowed |= torch.eye(t, dtype=torch.bool, device=dev)
-        mask = torch.zeros(n, 1, t, t, dtype=torch.float32, device=dev)
-        mask.masked_fill_(~allowed.unsqueeze(1), float("-inf"))
+        mask = self._mask(valid, k, dev)
         att = b["att"]  # merged heads: (n*t, heads * d)
         att_heads = att.view(n, t, heads, d).transpose(1, 2)  # (n, heads, t, d) view
 
