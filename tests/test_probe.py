@@ -73,6 +73,29 @@ def test_a_return_blind_checkpoint_reads_exactly_zero_and_a_reading_one_does_not
     assert b["frozen_share"] == 1.0 and (blind.curve["action_distance"] == 0).all()
 
 
+def test_checkpoints_trained_in_the_test_separate_blind_from_reading(tmp_path, capsys):
+    """harness train with --return-blind gives a checkpoint the probe reads as exactly 0 change; the same
+    training without it, a change whose CI excludes 0 (if --return-blind were ignored, both would move)."""
+    from harness.commands import train
+
+    data = tmp_path / "d.parquet"
+    dataset(lengths=(40, 25, 60)).to_parquet(data)
+    tiny = ["--steps", "6", "--batch-size", "8", "--hidden-size", "16", "--n-layer", "1", "--context-length", "5"]
+    reads: dict[str, pd.Series] = {}
+    for name, extra in (("reading", []), ("blind", ["--return-blind"])):
+        out = tmp_path / name
+        args = ["--data", str(data), "--env", "hopper", "--save-steps", "6", "--out", str(out), *tiny, *extra]
+        assert train.main(args) == 0
+        probed = tmp_path / f"p-{name}"
+        assert main([str(out), "--env", "hopper", "--data", str(data), "--windows", "40", "--out", str(probed)]) == 0
+        reads[name] = pd.read_csv(probed / "probe.csv").iloc[0]
+    assert reads["reading"]["action_change_ci_low"] > 0 and reads["reading"]["frozen_share"] < 1
+    b = reads["blind"]
+    assert (b["action_change"], b["action_change_ci_low"], b["action_change_ci_high"]) == (0, 0, 0)
+    assert b["frozen_share"] == 1
+    capsys.readouterr()
+
+
 @pytest.mark.slow
 def test_the_embedded_hopper_reads_its_return_tokens(tmp_path, capsys):
     """The real command on the embedded checkpoint, windows from episodes it plays: sensitive."""

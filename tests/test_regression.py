@@ -132,6 +132,22 @@ def test_statistical_mode_fails_on_a_real_drop_only():
     assert regression.check(ref, small, {"hopper": "f0"}, mode="statistical")[2] is False
 
 
+def test_statistical_mode_fails_when_the_target_stops_steering():
+    """Issue 30: a checkpoint whose mean holds but whose response to the target goes flat fails on
+    rho and slope (it would pass the mean check alone: no cell drops by more than MIN_DROP)."""
+    rng = np.random.default_rng(2)
+    means = {800.0: 46.0, 2000.0: 50.0, 3600.0: 54.0}
+    ref = reference_of(rows({("hopper", t): list(m + 2 * rng.normal(size=48)) for t, m in means.items()}))
+    flat = rows({("hopper", t): list(50 + 2 * rng.normal(size=48)) for t in means})
+    _, lines, failed = regression.check(ref, flat, {"hopper": "f0"}, mode="statistical")
+    assert failed and {"hopper/rho", "hopper/slope"} <= {line.split()[1] for line in lines if line.startswith("FAIL")}
+    assert not any(line.startswith("FAIL hopper/") and "/rho" not in line and "/slope" not in line for line in lines)
+    assert regression.check(ref, flat, {"hopper": "f0"}, mode="statistical", calibration=False)[2] is False
+    same = rows({("hopper", t): list(m + 2 * rng.normal(size=48)) for t, m in means.items()})
+    _, lines, failed = regression.check(ref, same, {"hopper": "f0"}, mode="statistical")
+    assert not failed and any(line.split()[1] == "hopper/slope" for line in lines)
+
+
 def test_a_changed_checkpoint_fails_in_either_mode():
     df = rows({("hopper", 800.0): [50.0, 51.0, 49.0]})
     ref = reference_of(df)

@@ -12,8 +12,10 @@ embedded checkpoints, checked against ``results/reference/regression.json`` in o
 - **statistical** (another platform: its float rounding may send an episode down another
   trajectory): :func:`harness.analysis.comparison.compare` of the reference's episodes and today's,
   paired by seed, bootstrap CIs with Bonferroni over every cell and env, failing on a
-  significant drop larger than :data:`MIN_DROP` points. Its power and false-alarm rate are
-  measured in ``benchmarks/regression_power.py`` (README, "Regression gate").
+  significant drop larger than :data:`MIN_DROP` points; and on a significant drop of the
+  return-conditioning rho or slope over the gate's targets (:func:`check_calibration`: a
+  checkpoint that stops following its target fails even where its mean holds). Its power and
+  false-alarm rate are measured in ``benchmarks/regression_power.py`` (README, "Regression gate").
 
 A changed checkpoint (its fingerprint differs from the reference's) fails in both modes: rewrite
 the reference with ``--write --reason``. A checkpoint's reference rows may change between two
@@ -36,6 +38,7 @@ from typing import Any
 
 import pandas as pd
 
+from harness.analysis.calibration import compare_calibration
 from harness.analysis.comparison import compare, pair_checkpoints
 from harness.commands.cli import Parser
 from harness.commands.cli import run as run_command
@@ -216,11 +219,14 @@ def check(
     prints: dict[str, str],
     mode: str = "auto",
     min_drop: float = MIN_DROP,
+    calibration: bool = True,
 ) -> tuple[str, list[str], bool]:
     """Check today's ``rows`` against ``reference``; returns ``(mode used, lines, failed)``.
 
     ``mode``: ``exact``, ``statistical``, or ``auto`` (exact when :func:`platform` equals the
-    reference's).
+    reference's). ``calibration``: the statistical mode also fails when rho or slope of the
+    return-conditioning response drops significantly (:func:`check_calibration`); the exact mode
+    needs no such check, equal rows have equal numbers.
     """
     lines: list[str] = []
     failed = False
@@ -254,7 +260,8 @@ def check(
         return mode, lines, failed
     base = ref.assign(checkpoint="reference", status="ok")
     cand = rows.assign(checkpoint="today")
-    table = compare(base, cand, pair_checkpoints(base, cand, []), min_drop=min_drop)
+    pairs = pair_checkpoints(base, cand, [])
+    table = compare(base, cand, pairs, min_drop=min_drop)
     for r in table.itertuples(index=False):
         where = f"{r.env}/{'all' if r.level == 'env' else f'{r.target:.0f}'}"
         status = "FAIL" if r.verdict == "drop" else "ok"
@@ -263,7 +270,42 @@ def check(
             f"{status:4} {where:18} reference {r.baseline_mean:6.1f}  now {r.candidate_mean:6.1f}  "
             f"diff {r.diff:+5.1f} [{r.diff_ci_low:+.1f}, {r.diff_ci_high:+.1f}]  {r.verdict}"
         )
+    if calibration:
+        cal_lines, cal_failed = check_calibration(base, cand, pairs.pairs)
+        lines += cal_lines
+        failed |= cal_failed
     return mode, lines, failed
+
+
+def check_calibration(
+    base: pd.DataFrame, cand: pd.DataFrame, pairs: dict[str, list[tuple[str, str]]]
+) -> tuple[list[str], bool]:
+    """The statistical mode's return-conditioning check: rho and slope of achieved on target over
+    the gate's targets (:func:`harness.analysis.calibration.compare_calibration`, paired by seed,
+    Bonferroni over every env and number); ``FAIL`` where either drops significantly, so a
+    checkpoint that stops reading its return tokens fails even where its mean score holds."""
+    envs = sorted(pairs)
+    summary = pd.DataFrame(
+        {
+            "env": envs,
+            "checkpoint": "reference",
+            "env_id": [resolve_env(e).env_id for e in envs],
+            # no dataset range: every target of the gate counts (all lie inside the embedded data's)
+            "dataset_return_p10": float("nan"),
+            "dataset_return_p90": float("nan"),
+        }
+    )
+    table = compare_calibration(base, summary, cand, pairs)
+    lines, failed = [], False
+    for r in table.itertuples(index=False):
+        status = "FAIL" if r.verdict == "drop" else "ok"
+        failed |= status == "FAIL"
+        where = f"{r.env}/{r.number}"
+        lines.append(
+            f"{status:4} {where:18} reference {r.baseline_value:6.2f}  now {r.candidate_value:6.2f}  "
+            f"diff {r.diff:+5.2f} [{r.diff_ci_low:+.2f}, {r.diff_ci_high:+.2f}]  {r.verdict}"
+        )
+    return lines, failed
 
 
 def unexplained_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:

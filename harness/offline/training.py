@@ -208,10 +208,21 @@ class TrainConfig:
     init: str | None = None
     """Checkpoint to fine-tune (embedded name, folder or Hub id): its architecture, K, return
     scale and state statistics replace --hidden-size, --n-layer, --n-head and --context-length."""
+    return_blind: bool = False
+    """Ablation: zero the return embedding's weight and keep it frozen, so the model cannot read its
+    return-to-go tokens (the DT architecture trained as behaviour cloning); harness probe reads it as
+    exactly 0 action change, and its target sweep is flat."""
 
 
 FLAGS = [f for f in TrainConfig.__dataclass_fields__ if f not in ("data", "env", "out", "window", "init")]
 """TrainConfig fields that become plain flags (the others get choices, metavars or are required)."""
+
+
+def blind_returns(model: DecisionTransformerModel) -> None:
+    """Zero the return embedding's weight ``(hidden, 1)`` and freeze it: every return-to-go token
+    then embeds to the same vector (its bias, plus the timestep embedding), whatever the target."""
+    model.embed_return.weight.data.zero_()
+    model.embed_return.weight.requires_grad_(False)
 
 
 def _load_init(spec: str, env: EnvSpec) -> Checkpoint:
@@ -264,6 +275,8 @@ def train(cfg: TrainConfig) -> Path:
         )
         model = TrainableDT(config)
         context_length, scale, stats = cfg.context_length, DEFAULT_RETURN_SCALE, None
+    if cfg.return_blind:
+        blind_returns(model)
     collator = WindowCollator(data, context_length, scale, int(config.max_ep_len), cfg.seed, cfg.window, stats)
     # every Trainer checkpoint-N carries what the evaluator needs (the Trainer saves model.config
     # with its weights): a learning-curve sweep reads them as they are, no --data
