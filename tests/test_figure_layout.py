@@ -143,6 +143,18 @@ def build(kind: str, n_envs: int, n_ckpts: int) -> Figure:
         fig = figures.learning_curve_figure(summary, steps)
         assert fig is not None or n_ckpts == 1
         return fig
+    if kind == "shift":  # three conditions per checkpoint, long shift labels, robustness in the legend
+        from harness.analysis.robustness import robustness
+
+        parts = []
+        for i, label in enumerate(["none", "obs_noise=0.05,mass=0.8", "friction=1.3,gravity=0.9,reset_noise=2"]):
+            part = episodes.assign(shift=label)
+            part["normalized_score"] = part["normalized_score"] * (1 - 0.2 * i)
+            parts.append(part)
+        shifted = pd.concat(parts, ignore_index=True)
+        fig = figures.shift_figure(summarize(shifted, datasets=datasets), robustness(shifted, n_resamples=50))
+        assert fig is not None
+        return fig
     if kind == "compare":
         return figures.comparison_figure(comparison_table(n_envs, n_ckpts), "baseline", "candidate")
     if kind == "probe":  # n_envs heads per layer, 3 layers, n_ckpts checkpoints (long Trainer-style labels)
@@ -168,7 +180,7 @@ def build(kind: str, n_envs: int, n_ckpts: int) -> Figure:
     raise AssertionError(kind)
 
 
-KINDS = ["return_conditioning", "return_distributions", "episode_length", "learning_curve", "compare", "probe"]
+KINDS = ["return_conditioning", "return_distributions", "episode_length", "learning_curve", "compare", "probe", "shift"]
 
 
 @pytest.mark.parametrize("n_ckpts", [1, 2, 8])

@@ -22,8 +22,8 @@ LAYERS: list[tuple[str, str, list[list[str]]]] = [
     ),
     (
         "world",
-        "env names, sizes and D4RL scores; the batched MuJoCo stepper; vector envs",
-        [["envs"], ["mjbatch"], ["vector"]],
+        "shifts (noise, dynamics); env names, sizes and D4RL scores; the batched MuJoCo stepper; vector envs",
+        [["shift"], ["envs"], ["mjbatch"], ["vector"]],
     ),
     (
         "io",
@@ -38,7 +38,7 @@ LAYERS: list[tuple[str, str, list[list[str]]]] = [
     (
         "analysis",
         "statistics tables, comparisons, figures and reports, from the CSV files alone",
-        [["summary", "calibration", "comparison", "figures", "paper"], ["report"]],
+        [["robustness"], ["summary", "calibration", "comparison", "figures", "paper"], ["report"]],
     ),
     (
         "offline",

@@ -231,7 +231,7 @@ def test_overwrite_removes_every_figure_and_the_videos(tmp_path):
     for name in (*RESULT_FILES, *figure_files()):
         (out / name).write_text("old")
     (out / "notes.txt").write_text("the user's own file")
-    assert len(figure_files()) == 8 and set(held(out)) == {*RESULT_FILES, *figure_files(), VIDEO_DIR}
+    assert len(figure_files()) == 10 and set(held(out)) == {*RESULT_FILES, *figure_files(), VIDEO_DIR}
     assert resume_or_refuse(out, {"format": 1}, overwrite=True) is False
     assert held(out) == [] and sorted(p.name for p in out.iterdir()) == ["notes.txt"]
 

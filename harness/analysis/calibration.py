@@ -37,7 +37,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
 
-from harness.core.schema import CALIBRATION, EPISODES, SUMMARY, Status
+from harness.analysis.robustness import with_shift
+from harness.core.schema import CALIBRATION, EPISODES, NO_SHIFT, SUMMARY, Status
 from harness.core.stats import N_RESAMPLES
 from harness.world.envs import resolve_env
 
@@ -53,8 +54,10 @@ CALIBRATION_COLUMNS = (
     ["env", "checkpoint", "range", "targets_in_range", "range_low", "range_high", "episodes_per_target"]
     + [c for n in _NUMBERS for c in (n, f"{n}_ci_low", f"{n}_ci_high")]
     + ["best_target", "saturation_target", "dataset_best_return", "targets_above_data", "above"]
+    + ["env_id", "shift"]
 )
-"""``calibration.csv``'s columns."""
+"""``calibration.csv``'s columns: one row per env × checkpoint (× env id × shift, for a sweep with
+several versions or shifts)."""
 
 
 def _rank(x: np.ndarray) -> np.ndarray:
@@ -97,14 +100,18 @@ def calibration(
     env × checkpoint). Only ``ok`` episodes count. Deterministic for a given ``seed``.
     """
     rng = np.random.default_rng(seed)
+    episodes, summary = with_shift(episodes), with_shift(summary)
     ok = episodes[episodes["status"] == Status.OK.value] if "status" in episodes else episodes
     rows = []
-    order = list(dict.fromkeys(zip(summary["env"], summary["checkpoint"], strict=True)))
-    for env_name, label in order:
-        cell = ok[(ok["env"] == env_name) & (ok["checkpoint"] == label)]
+    keys = ["env", "env_id", "checkpoint", "shift"]
+    order = list(dict.fromkeys(summary[keys].itertuples(index=False, name=None)))
+    for env_name, env_id, label, shift in order:
+        mine = (ok["env"] == env_name) & (ok["env_id"] == env_id) & (ok["checkpoint"] == label)
+        cell = ok[mine & (ok["shift"] == shift)]
         if cell.empty:
             continue
-        s = summary[(summary["env"] == env_name) & (summary["checkpoint"] == label)].iloc[0]
+        at = (summary["env"] == env_name) & (summary["env_id"] == env_id) & (summary["checkpoint"] == label)
+        s = summary[at & (summary["shift"] == shift)].iloc[0]
         env = resolve_env(str(s["env_id"]))
         targets = np.array(sorted(cell["target"].unique()), dtype=np.float64)
         groups = [cell.loc[cell["target"] == t, "normalized_score"].to_numpy(np.float64) for t in targets]
@@ -174,6 +181,8 @@ def calibration(
             "dataset_best_return": data_best,
             "targets_above_data": int(above_t.sum()),
             "above": verdict,
+            "env_id": env_id,
+            "shift": shift,
         }
         rows.append(row)
     return pd.DataFrame(rows, columns=CALIBRATION_COLUMNS)
@@ -182,7 +191,8 @@ def calibration(
 def write_calibration(folder: Path) -> Path:
     """Write ``folder/calibration.csv`` from its ``episodes.csv`` and ``summary.csv``; returns its path."""
     folder = Path(folder)
-    cal = calibration(pd.read_csv(folder / EPISODES), pd.read_csv(folder / SUMMARY))
+    read = {"keep_default_na": False, "na_values": [""]}
+    cal = calibration(pd.read_csv(folder / EPISODES, **read), pd.read_csv(folder / SUMMARY, **read))
     path = folder / CALIBRATION
     path.write_text(cal.to_csv(index=False))
     return path
@@ -195,9 +205,13 @@ def format_table(cal: pd.DataFrame) -> str:
         return f"{r[name]:{fmt}} [{r[f'{name}_ci_low']:{fmt}}, {r[f'{name}_ci_high']:{fmt}}]"
 
     lines = []
+    several = "env_id" in cal and cal["env_id"].nunique() > cal["env"].nunique()
     for _, r in cal.iterrows():
+        where = f"{r['env_id'] if several else r['env']}/{r['checkpoint']}"
+        if "shift" in cal and isinstance(r["shift"], str) and r["shift"] != "none":
+            where += f" [{r['shift']}]"
         lines.append(
-            f"{r['env']}/{r['checkpoint']}: rho {ci(r, 'rho', '.2f')}, slope {ci(r, 'slope', '.2f')}, "
+            f"{where}: rho {ci(r, 'rho', '.2f')}, slope {ci(r, 'slope', '.2f')}, "
             f"tracking error {ci(r, 'tracking_error', '.1f')} (in {r['range']}, {r['targets_in_range']} targets); "
             f"best {ci(r, 'best_score', '.1f')} at {r['best_target']:.0f}, "
             f"saturates from {r['saturation_target']:.0f}; "
@@ -237,73 +251,87 @@ def compare_calibration(
     the difference lies below 0; ``gain``: above 0; else ``no change``.
     """
     rng = np.random.default_rng(seed)
-    tests = sum(len(v) for v in pairs.values()) * len(COMPARE_NUMBERS)
+    base, cand, base_summary = with_shift(base), with_shift(cand), with_shift(base_summary)
+
+    def at(df: pd.DataFrame, env_name: str, label: str, env_id: str | None, shift: str) -> pd.DataFrame:
+        mask = (df["env"] == env_name) & (df["checkpoint"] == label) & (df["shift"] == shift)
+        return df[mask & (df["env_id"] == env_id)] if env_id is not None and "env_id" in df else df[mask]
+
+    jobs = []  # every (env, pair) under each condition (env version x shift) of the baseline
+    for env_name, env_pairs in pairs.items():
+        for b_label, c_label in env_pairs:
+            mine = base[(base["env"] == env_name) & (base["checkpoint"] == b_label)]
+            ids = mine["env_id"] if "env_id" in mine else pd.Series([None] * len(mine), index=mine.index)
+            conds = list(dict.fromkeys(zip(ids, mine["shift"], strict=True)))
+            for env_id, shift in conds:
+                tag = ([str(env_id).rsplit("-", 1)[-1]] if len({c[0] for c in conds}) > 1 else []) + (
+                    [shift] if shift != NO_SHIFT else []
+                )
+                jobs.append((env_name, b_label, c_label, env_id, shift, f" [{', '.join(tag)}]" if tag else ""))
+    tests = len(jobs) * len(COMPARE_NUMBERS)
     confidence = 1 - alpha / max(tests, 1)
     lo_q, hi_q = 100 * (1 - confidence) / 2, 100 * (1 + confidence) / 2
     rows = []
     b_ok, c_ok = base[base["status"] == Status.OK.value], cand[cand["status"] == Status.OK.value]
-    for env_name, env_pairs in pairs.items():
-        for b_label, c_label in env_pairs:
-            s = base_summary[(base_summary["env"] == env_name) & (base_summary["checkpoint"] == b_label)]
-            if s.empty:
-                continue
-            s = s.iloc[0]
-            env = resolve_env(str(s["env_id"]))
-            b = b_ok[(b_ok["env"] == env_name) & (b_ok["checkpoint"] == b_label)]
-            c = c_ok[(c_ok["env"] == env_name) & (c_ok["checkpoint"] == c_label)]
-            low, high = float(s["dataset_return_p10"]), float(s["dataset_return_p90"])
-            targets = sorted(set(b["target"]) & set(c["target"]))
-            if np.isfinite(low) and np.isfinite(high):
-                targets = [t for t in targets if low <= t <= high]
-            merged = {
-                t: b[b["target"] == t].merge(c[c["target"] == t], on="seed", suffixes=("_b", "_c")) for t in targets
-            }
-            kept = [t for t in targets if len(merged[t])]
-            if len(kept) < 3:
-                continue
-            # a sweep resets episode k of every target with the same seed: resample seeds jointly
-            # across targets (the same episodes everywhere), else per target
-            common = sorted(set.intersection(*(set(merged[t]["seed"]) for t in kept)))
-            joint = len(common) >= 2
-            cells = [
-                (merged[t][merged[t]["seed"].isin(common)].sort_values("seed") if joint else merged[t])[
-                    ["normalized_score_b", "normalized_score_c"]
-                ].to_numpy(np.float64)
-                for t in kept
-            ]
-            t_arr = np.array(kept, dtype=np.float64)
-            t_score = np.array([env.normalized_score(t) for t in kept])
-            if joint:
-                shared = rng.integers(0, len(common), size=(n_resamples, len(common)))
-                draws = [shared] * len(cells)
-            else:
-                draws = [rng.integers(0, len(x), size=(n_resamples, len(x))) for x in cells]
-            point = {side: np.array([x[:, i].mean() for x in cells])[None, :] for i, side in enumerate("bc")}
-            boot = {
-                side: np.stack([x[d, i].mean(axis=1) for x, d in zip(cells, draws, strict=True)], axis=1)
-                for i, side in enumerate("bc")
-            }
-            fns = {"rho": lambda y, t=t_arr: _rho(t, y), "slope": lambda y, x=t_score: _slope(x, y)}
-            for number in COMPARE_NUMBERS:
-                fn = fns[number]
-                vb, vc = float(fn(point["b"])[0]), float(fn(point["c"])[0])
-                diff_b = fn(boot["c"]) - fn(boot["b"])
-                diff_b = diff_b[np.isfinite(diff_b)]
-                lo, hi = (
-                    (float(np.percentile(diff_b, lo_q)), float(np.percentile(diff_b, hi_q)))
-                    if diff_b.size
-                    else (
-                        float("nan"),
-                        float("nan"),
-                    )
+    for env_name, b_label, c_label, env_id, shift, tag in jobs:
+        s = at(base_summary, env_name, b_label, env_id, shift)
+        if s.empty:
+            continue
+        s = s.iloc[0]
+        env = resolve_env(str(s["env_id"]))
+        b = at(b_ok, env_name, b_label, env_id, shift)
+        c = at(c_ok, env_name, c_label, env_id, shift)
+        low, high = float(s["dataset_return_p10"]), float(s["dataset_return_p90"])
+        targets = sorted(set(b["target"]) & set(c["target"]))
+        if np.isfinite(low) and np.isfinite(high):
+            targets = [t for t in targets if low <= t <= high]
+        merged = {t: b[b["target"] == t].merge(c[c["target"] == t], on="seed", suffixes=("_b", "_c")) for t in targets}
+        kept = [t for t in targets if len(merged[t])]
+        if len(kept) < 3:
+            continue
+        # a sweep resets episode k of every target with the same seed: resample seeds jointly
+        # across targets (the same episodes everywhere), else per target
+        common = sorted(set.intersection(*(set(merged[t]["seed"]) for t in kept)))
+        joint = len(common) >= 2
+        cells = [
+            (merged[t][merged[t]["seed"].isin(common)].sort_values("seed") if joint else merged[t])[
+                ["normalized_score_b", "normalized_score_c"]
+            ].to_numpy(np.float64)
+            for t in kept
+        ]
+        t_arr = np.array(kept, dtype=np.float64)
+        t_score = np.array([env.normalized_score(t) for t in kept])
+        if joint:
+            shared = rng.integers(0, len(common), size=(n_resamples, len(common)))
+            draws = [shared] * len(cells)
+        else:
+            draws = [rng.integers(0, len(x), size=(n_resamples, len(x))) for x in cells]
+        point = {side: np.array([x[:, i].mean() for x in cells])[None, :] for i, side in enumerate("bc")}
+        boot = {
+            side: np.stack([x[d, i].mean(axis=1) for x, d in zip(cells, draws, strict=True)], axis=1)
+            for i, side in enumerate("bc")
+        }
+        fns = {"rho": lambda y, t=t_arr: _rho(t, y), "slope": lambda y, x=t_score: _slope(x, y)}
+        for number in COMPARE_NUMBERS:
+            fn = fns[number]
+            vb, vc = float(fn(point["b"])[0]), float(fn(point["c"])[0])
+            diff_b = fn(boot["c"]) - fn(boot["b"])
+            diff_b = diff_b[np.isfinite(diff_b)]
+            lo, hi = (
+                (float(np.percentile(diff_b, lo_q)), float(np.percentile(diff_b, hi_q)))
+                if diff_b.size
+                else (
+                    float("nan"),
+                    float("nan"),
                 )
-                verdict = "drop" if hi < 0 else ("gain" if lo > 0 else "no change")
-                rows.append(
-                    {
-                        "env": env_name, "baseline": b_label, "candidate": c_label, "number": number,
-                        "targets": len(cells), "episodes": int(sum(len(x) for x in cells)),
-                        "baseline_value": vb, "candidate_value": vc, "diff": vc - vb,
-                        "diff_ci_low": lo, "diff_ci_high": hi, "confidence": confidence, "verdict": verdict,
-                    }
-                )  # fmt: skip
+            )
+            verdict = "drop" if hi < 0 else ("gain" if lo > 0 else "no change")
+            rows.append(
+                {
+                    "env": env_name, "baseline": b_label + tag, "candidate": c_label + tag, "number": number,
+                    "targets": len(cells), "episodes": int(sum(len(x) for x in cells)),
+                    "baseline_value": vb, "candidate_value": vc, "diff": vc - vb,
+                    "diff_ci_low": lo, "diff_ci_high": hi, "confidence": confidence, "verdict": verdict,
+                }
+            )  # fmt: skip
     return pd.DataFrame(rows, columns=CALIBRATION_COMPARE_COLUMNS)

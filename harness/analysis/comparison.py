@@ -34,8 +34,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from harness.analysis.robustness import with_shift
 from harness.core.errors import HarnessError
-from harness.core.schema import EPISODE_COLUMNS, EPISODES, Status
+from harness.core.schema import EPISODE_COLUMNS, EPISODES, NO_SHIFT, Status
 from harness.core.stats import bootstrap_ci, bootstrap_difference_ci
 
 DEFAULT_MIN_DROP = 5.0
@@ -66,6 +67,7 @@ COMPARE_COLUMNS = [
     "confidence",
     "prob_improvement",
     "verdict",
+    "shift",
 ]
 
 
@@ -84,7 +86,7 @@ def read_sweep(folder: Path) -> pd.DataFrame:
         df = pd.read_csv(path, keep_default_na=False, na_values=[""])
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise HarnessError(f"{path} is not a readable CSV ({type(exc).__name__}); rerun that sweep") from None
-    missing = [c for c in EPISODE_COLUMNS if c not in df.columns and c != "video"]
+    missing = [c for c in EPISODE_COLUMNS if c not in df.columns and c not in ("video", "shift")]
     if missing or df.empty:
         raise HarnessError(f"{path} is not a harness episodes file (missing {missing or 'rows'}); rerun that sweep")
     return df
@@ -172,21 +174,38 @@ def compare(
     Raises:
         HarnessError: the two sweeps' targets differ for a pair of checkpoints.
     """
+    base, cand = (with_shift(df if "env_id" in df else df.assign(env_id=df["env"])) for df in (base, cand))
     jobs = []
     for env, pairs in pairing.pairs.items():
         for a, b in pairs:
-            cb = base[(base["env"] == env) & (base["checkpoint"] == a)]
-            cc = cand[(cand["env"] == env) & (cand["checkpoint"] == b)]
-            tb, tc = sorted(set(cb["target"])), sorted(set(cc["target"]))
-            if tb != tc:
+            pb = base[(base["env"] == env) & (base["checkpoint"] == a)]
+            pc = cand[(cand["env"] == env) & (cand["checkpoint"] == b)]
+            # shifted conditions (env version x shift) pair with the same condition of the other sweep
+            conds = list(dict.fromkeys(zip(pb["env_id"], pb["shift"], strict=True)))
+            other = set(zip(pc["env_id"], pc["shift"], strict=True))
+            if set(conds) != other:
                 raise HarnessError(
-                    f"{env}: the baseline ran targets {tb} and the candidate {tc}; compare sweeps of the same grid"
+                    f"{env}: the baseline ran conditions {sorted(set(conds))} (env id, shift) and the candidate "
+                    f"{sorted(other)}; compare sweeps of the same versions and shifts"
                 )
-            jobs.append((env, a, b, cb, cc, tb))
-    m = sum(len(t) for *_, t in jobs) + len(jobs)
+            for env_id, shift in conds:
+                cb = pb[(pb["env_id"] == env_id) & (pb["shift"] == shift)]
+                cc = pc[(pc["env_id"] == env_id) & (pc["shift"] == shift)]
+                tb, tc = sorted(set(cb["target"])), sorted(set(cc["target"]))
+                if tb != tc:
+                    raise HarnessError(
+                        f"{env}: the baseline ran targets {tb} and the candidate {tc}; compare sweeps of the same grid"
+                    )
+                tag = ([env_id.rsplit("-", 1)[-1]] if len({c[0] for c in conds}) > 1 else []) + (
+                    [shift] if shift != NO_SHIFT else []
+                )
+                la, lb = (f"{a} [{', '.join(tag)}]", f"{b} [{', '.join(tag)}]") if tag else (a, b)
+                jobs.append((env, la, lb, cb, cc, tb, shift))
+    m = sum(len(job[5]) for job in jobs) + len(jobs)
     confidence = 1 - alpha / m
     rows = []
-    for env, a, b, cb, cc, targets in jobs:
+    for env, a, b, cb, cc, targets, shift in jobs:
+        first = len(rows)
         pooled_b, pooled_c, all_paired = [], [], True
         for t in targets:
             xb, xc = cb[cb["target"] == t], cc[cc["target"] == t]
@@ -204,6 +223,8 @@ def compare(
             rows.append(_row("cell", env, t, a, b, vb, vc, paired, confidence, min_drop, seed, xb, xc))
         vb, vc = np.concatenate(pooled_b), np.concatenate(pooled_c)
         rows.append(_row("env", env, float("nan"), a, b, vb, vc, all_paired, confidence, min_drop, seed, cb, cc))
+        for r in rows[first:]:
+            r["shift"] = shift
     return pd.DataFrame(rows, columns=COMPARE_COLUMNS)
 
 

@@ -12,6 +12,12 @@
 - ``learning_curve`` (only when an env has checkpoints of several training steps, e.g.
   ``--checkpoint hopper=run/trainer/checkpoint-*``): normalised score against the Trainer's step,
   one line per target with its 95% band, and the mean over targets.
+- ``return_conditioning_shift`` (only for a sweep with ``--shift`` or several ``--env-version``):
+  one panel per env x checkpoint, one line per condition (the unshifted one in black), each
+  labelled with the score it retains (``robustness.csv``).
+
+In a sweep with shifted conditions every figure facets by them: each (checkpoint, condition) is a
+line or box group of its own, labelled ``checkpoint [condition]``.
 
 Each is written as PNG and SVG; a checkpoint has the same colour in every figure.
 """
@@ -39,7 +45,10 @@ from harness.core.schema import (  # noqa: E402
     FIGURE_LEARNING_CURVE,
     FIGURE_RETURN_CONDITIONING,
     FIGURE_RETURN_DISTRIBUTIONS,
+    FIGURE_SHIFT,
     METADATA,
+    NO_SHIFT,
+    ROBUSTNESS,
     SUMMARY,
     Status,
 )
@@ -396,6 +405,82 @@ def learning_curve_figure(summary: pd.DataFrame, steps: dict[tuple[str, str], in
     return fig
 
 
+def condition_labels(frame: pd.DataFrame, several_versions: bool) -> pd.Series:
+    """Each row's condition: its env version (when the sweep has several) and shift label;
+    ``""`` for the unshifted cell of the first version."""
+    shift = frame["shift"].fillna(NO_SHIFT).astype(str) if "shift" in frame else pd.Series(NO_SHIFT, frame.index)
+    parts = []
+    for env_id, s in zip(frame.get("env_id", pd.Series("", frame.index)), shift, strict=True):
+        bits = ([str(env_id).rsplit("-", 1)[-1]] if several_versions else []) + ([s] if s != NO_SHIFT else [])
+        parts.append(", ".join(bits))
+    return pd.Series(parts, index=frame.index)
+
+
+def facet_conditions(*frames: pd.DataFrame | None) -> tuple[pd.DataFrame | None, ...]:
+    """The frames with ``checkpoint`` relabelled ``checkpoint [condition]`` where a sweep has shifted
+    conditions (unchanged otherwise), so that every figure draws each condition as its own group."""
+    present = [f for f in frames if f is not None and len(f)]
+    several = any("env_id" in f and f.groupby("env")["env_id"].nunique().max() > 1 for f in present)
+    shifted = any("shift" in f and (f["shift"].fillna(NO_SHIFT).astype(str) != NO_SHIFT).any() for f in present)
+    if not (several or shifted):
+        return frames
+    out = []
+    for f in frames:
+        if f is None or "checkpoint" not in f:
+            out.append(f)
+            continue
+        cond = condition_labels(f, several)
+        label = [c if not k else f"{c} [{k}]" for c, k in zip(f["checkpoint"].astype(str), cond, strict=True)]
+        out.append(f.assign(checkpoint=label))
+    return tuple(out)
+
+
+def shift_figure(summary: pd.DataFrame, robust: pd.DataFrame | None = None) -> Figure | None:
+    """Return conditioning under each shift level: one panel per env x checkpoint, one line per
+    condition (unshifted in black, the others in a sequential colour map), mean score with its 95%
+    bootstrap band; the legend gives each condition's retained score (``robustness.csv``).
+    None when the summary has a single condition."""
+    several = summary.groupby("env")["env_id"].nunique().max() > 1
+    cond = condition_labels(summary, several)
+    if cond.nunique() < 2:
+        return None
+    summary = summary.assign(_cond=cond)
+    panels = list(dict.fromkeys(zip(summary["env"], summary["checkpoint"], strict=True)))
+    panels.sort(key=lambda p: ENV_ORDER.index(p[0]) if p[0] in ENV_ORDER else len(ENV_ORDER))
+    conds = [c for c in dict.fromkeys(summary["_cond"]) if c]
+    cmap = plt.get_cmap("viridis")
+    colors = {"": "k"} | {
+        c: matplotlib.colors.to_hex(cmap(0.9 * i / max(len(conds) - 1, 1))) for i, c in enumerate(conds)
+    }
+    fig, axes = _panels(len(panels), 4.4, 4.6)
+    for ax, (env, label) in zip(axes[0], panels, strict=True):
+        rows = summary[(summary["env"] == env) & (summary["checkpoint"] == label)]
+        lo = float(np.nanmin(rows[["target_score", "score_ci_low"]].to_numpy()))
+        hi = float(np.nanmax(rows[["target_score", "score_ci_high"]].to_numpy()))
+        lo, hi = min(lo, 0.0), max(hi, 100.0)
+        ax.plot([lo, hi], [lo, hi], color="0.55", ls="--", lw=1, label="oracle (y = x)")
+        for c in dict.fromkeys(rows["_cond"]):
+            cell = rows[rows["_cond"] == c].sort_values("target_score")
+            name = c or "unshifted"
+            if c and robust is not None and len(robust):
+                r = robust[(robust["env"] == env) & (robust["checkpoint"] == label)]
+                r = r[condition_labels(r, several) == c]
+                if len(r):
+                    x = r.iloc[0]
+                    name += f": keeps {x['retained']:.2f} [{x['retained_ci_low']:.2f}, {x['retained_ci_high']:.2f}]"
+            xs = cell["target_score"].to_numpy()
+            ax.plot(xs, cell["score_mean"], "o-", color=colors[c], ms=3, lw=1.3, label=name)
+            ax.fill_between(xs, cell["score_ci_low"], cell["score_ci_high"], color=colors[c], alpha=0.15, lw=0)
+        ax.set_title(_wrap_label(f"{env}: {label}", 40))
+        ax.set_xlabel("target return (D4RL-normalised)")
+        ax.set_ylabel("achieved return (D4RL-normalised)")
+        ax.set_xlim(lo, hi)
+        ax.grid(alpha=0.3)
+    _legend(fig, axes)
+    _suptitle(fig, "Return conditioning under shift (mean, 95% bootstrap CI; share of the unshifted score kept)")
+    return fig
+
+
 def _save(fig: Figure, out: Path, name: str) -> list[Path]:
     written = []
     for ext in FIGURE_FORMATS:
@@ -432,13 +517,23 @@ def save_figures(out: Path) -> list[Path]:
         raise HarnessError(f"{summary_path} lacks columns {', '.join(missing)}; rerun the sweep")
     if summary.empty:
         raise HarnessError(f"{summary_path} has no rows; rerun the sweep")
+    read = {"keep_default_na": False, "na_values": [""]}  # the shift label "none" stays a string
+    summary = pd.read_csv(summary_path, **read)
     cal_path = out / CALIBRATION
-    calibration = pd.read_csv(cal_path) if cal_path.is_file() else None
-    written = _save(return_conditioning_figure(summary, calibration), out, FIGURE_RETURN_CONDITIONING)
+    calibration = pd.read_csv(cal_path, **read) if cal_path.is_file() else None
+    robust_path = out / ROBUSTNESS
+    robust = pd.read_csv(robust_path, **read) if robust_path.is_file() else None
+    written: list[Path] = []
+    shifted = shift_figure(summary, robust)
+    if shifted is not None:
+        written += _save(shifted, out, FIGURE_SHIFT)
+    (summary, calibration) = facet_conditions(summary, calibration)
+    written += _save(return_conditioning_figure(summary, calibration), out, FIGURE_RETURN_CONDITIONING)
     episodes_path = out / EPISODES
     if episodes_path.is_file():
         try:
-            episodes = pd.read_csv(episodes_path)
+            episodes = pd.read_csv(episodes_path, **read)
+            (episodes,) = facet_conditions(episodes) if "shift" in episodes else (episodes,)
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
             raise HarnessError(f"{episodes_path} is not a readable CSV ({exc}); rerun the sweep") from None
         lacking = sorted({"env", "checkpoint", "target", "normalized_score", "length"} - set(episodes.columns))

@@ -16,7 +16,17 @@ from typing import Any
 
 import pandas as pd
 
-from harness.core.schema import CALIBRATION, EPISODES, FIGURE_FORMATS, FIGURES, METADATA, SUMMARY, VIDEO_DIR
+from harness.core.schema import (
+    CALIBRATION,
+    EPISODES,
+    FIGURE_FORMATS,
+    FIGURES,
+    METADATA,
+    NO_SHIFT,
+    ROBUSTNESS,
+    SUMMARY,
+    VIDEO_DIR,
+)
 
 REPORT = "report.html"
 SUMMARY_VIEW = {
@@ -86,7 +96,8 @@ def _provenance(meta: dict[str, Any]) -> str:
 
 
 def _links(folder: Path) -> str:
-    names = [n for n in (EPISODES, SUMMARY, METADATA, "compare.csv", "best_vs_last.csv") if (folder / n).is_file()]
+    files = (EPISODES, SUMMARY, CALIBRATION, ROBUSTNESS, METADATA, "compare.csv", "best_vs_last.csv")
+    names = [n for n in files if (folder / n).is_file()]
     names += [f"{name}.{ext}" for name in FIGURES for ext in FIGURE_FORMATS if (folder / f"{name}.{ext}").is_file()]
     videos = sorted((folder / VIDEO_DIR).glob("*.mp4")) if (folder / VIDEO_DIR).is_dir() else []
     items = [f'<li><a href="{html.escape(n)}">{html.escape(n)}</a></li>' for n in names]
@@ -118,6 +129,11 @@ def _calibration_table(cal: pd.DataFrame) -> str:
         {
             "env": cal["env"],
             "checkpoint": cal["checkpoint"],
+            **(
+                {"env id": cal["env_id"], "shift": cal["shift"]}
+                if "shift" in cal and (cal["shift"].astype(str) != NO_SHIFT).any()
+                else {}
+            ),
             "Spearman rho": ci("rho", 2),
             "slope": ci("slope", 2),
             "tracking error": ci("tracking_error", 1),
@@ -132,13 +148,39 @@ def _calibration_table(cal: pd.DataFrame) -> str:
     return view.to_html(index=False, border=0, na_rep="")
 
 
+def _robustness_table(rob: pd.DataFrame) -> str:
+    """robustness.csv as a table: the score each shifted condition keeps, with its CI."""
+    view = pd.DataFrame(
+        {
+            "env": rob["env"],
+            "checkpoint": rob["checkpoint"],
+            "env id": rob["env_id"],
+            "shift": rob["shift"],
+            "episodes (paired)": rob["episodes"],
+            "unshifted score": rob["base_score"].map("{:.1f}".format),
+            "shifted score": rob["score"].map("{:.1f}".format),
+            "retained [95% CI]": [
+                f"{r.retained:.2f} [{r.retained_ci_low:.2f}, {r.retained_ci_high:.2f}]" for r in rob.itertuples()
+            ],
+        }
+    )
+    return view.to_html(index=False, border=0, na_rep="")
+
+
 def write_report(folder: Path, title: str | None = None) -> Path:
     """Write ``folder/report.html`` from a sweep folder's files; returns its path.
 
     Needs ``summary.csv``; uses ``metadata.json``, the figures' PNGs and the videos when present.
     """
     folder = Path(folder)
-    summary = pd.read_csv(folder / SUMMARY)
+    read = {"keep_default_na": False, "na_values": [""]}
+    summary = pd.read_csv(folder / SUMMARY, **read)
+    view = dict(SUMMARY_VIEW)
+    if "shift" in summary and (summary["shift"] != NO_SHIFT).any():  # facet: the shift and what it keeps
+        view = {"env": "env", "env_id": "env id", "checkpoint": "checkpoint", "shift": "shift"} | view
+        view |= {"retained": "retained", "retained_ci_low": "retained CI low", "retained_ci_high": "retained CI high"}
+    elif summary.groupby("env")["env_id"].nunique().max() > 1:
+        view = {"env": "env", "env_id": "env id"} | view
     meta_path = folder / METADATA
     meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
     figures = "".join(_img(folder / f"{name}.png") for name in FIGURES if (folder / f"{name}.png").is_file())
@@ -149,17 +191,28 @@ def write_report(folder: Path, title: str | None = None) -> Path:
             ("Figures", figures or "<p>no figures</p>"),
             (
                 "Summary (mean over ok episodes, 95% bootstrap CI; score = D4RL-normalised)",
-                _table(summary, SUMMARY_VIEW),
+                _table(summary, view),
             ),
             *(
                 [
                     (
                         "Return conditioning (calibration.csv; inside the data's p10-p90 return range; "
                         "95% bootstrap CIs over episodes)",
-                        _calibration_table(pd.read_csv(folder / CALIBRATION)),
+                        _calibration_table(pd.read_csv(folder / CALIBRATION, **read)),
                     )
                 ]
                 if (folder / CALIBRATION).is_file()
+                else []
+            ),
+            *(
+                [
+                    (
+                        "Robustness (robustness.csv): the mean score each shifted condition keeps, as a share "
+                        "of the unshifted cell's over the same reset seeds (95% paired bootstrap CI)",
+                        _robustness_table(pd.read_csv(folder / ROBUSTNESS, **read)),
+                    )
+                ]
+                if (folder / ROBUSTNESS).is_file()
                 else []
             ),
             ("Provenance", _provenance(meta)),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from harness.analysis.robustness import retained_by_target, with_shift
 from harness.core import stats
 from harness.core.schema import SUMMARY_COLUMNS, Status
 from harness.io.data import DatasetSummary
@@ -31,14 +32,17 @@ def summarize(
             quantiles go into the table, for figures drawn from the CSV files alone).
     """
     datasets = datasets or {}
+    episodes = with_shift(episodes)
     best_returns = (best_returns or {}) | {k: d.return_max for k, d in datasets.items()}
     first_seen = {label: i for i, label in reversed(list(enumerate(episodes["checkpoint"])))}
+    shift_seen = {s: i for i, s in reversed(list(enumerate(episodes["shift"])))}
     groups = sorted(
-        episodes.groupby(["env", "env_id", "checkpoint", "target"], sort=False),
-        key=lambda g: (g[0][0], g[0][1], first_seen[g[0][2]], g[0][3]),
+        episodes.groupby(["env", "env_id", "checkpoint", "shift", "target"], sort=False),
+        key=lambda g: (g[0][0], g[0][1], first_seen[g[0][2]], shift_seen[g[0][3]], g[0][4]),
     )
+    kept = retained_by_target(episodes)
     rows = []
-    for (env_name, env_id, label, target), cell in groups:
+    for (env_name, env_id, label, shift, target), cell in groups:
         env = resolve_env(env_id)
         ok = cell["status"] == Status.OK.value if "status" in cell else np.ones(len(cell), dtype=bool)
         d = stats.describe(cell.loc[ok, "return"].to_numpy())
@@ -49,6 +53,7 @@ def summarize(
                 "env": env_name,
                 "env_id": env_id,
                 "checkpoint": label,
+                "shift": shift,
                 "target": target,
                 "target_score": env.normalized_score(target),
                 "n": d["n"],
@@ -70,5 +75,12 @@ def summarize(
                 f"dataset_return_{q}": float(getattr(data, f"return_{q}")) if data is not None else float("nan")
                 for q in ("min", "p10", "median", "p90")
             }
+            | dict(
+                zip(
+                    ("retained", "retained_ci_low", "retained_ci_high"),
+                    kept.get((env_name, env_id, label, shift, float(target)), (float("nan"),) * 3),
+                    strict=True,
+                )
+            )
         )
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)

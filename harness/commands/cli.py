@@ -163,6 +163,8 @@ def read_toml_config(path: str, cls: type) -> dict[str, object]:
         annotation = str(fields[key].type).replace(" ", "")
         base = annotation.replace("|None", "")
         kinds = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,)}
+        if base.startswith("list[") and isinstance(value, kinds[base[5:-1]]) and not isinstance(value, bool):
+            data[key] = value = [value]  # one value where a list is taken: env_version = "v5"
         if base.startswith("list["):
             ok = isinstance(value, list) and all(
                 isinstance(v, kinds[base[5:-1]]) and not isinstance(v, bool) for v in value

@@ -28,6 +28,7 @@ from harness.core.schema import (
     EXIT_BAD_INPUT,
     EXIT_FAILED_EPISODES,
     EXIT_OK,
+    NO_SHIFT,
     SUMMARY,
     Status,
 )
@@ -56,10 +57,13 @@ def build_parser(suppress: bool = False) -> argparse.ArgumentParser:
 
 
 def _print_summary(summary: pd.DataFrame, out: Path) -> None:
+    versions = summary.groupby("env")["env_id"].nunique().max() > 1
+    shifted = "shift" in summary and (summary["shift"].astype(str) != NO_SHIFT).any()
     table = pd.DataFrame(
         {
-            "env": summary["env"],
+            ("env_id" if versions else "env"): summary["env_id" if versions else "env"],
             "checkpoint": summary["checkpoint"],
+            **({"shift": summary["shift"]} if shifted else {}),
             "target": summary["target"].map("{:.0f}".format),
             "n": summary["n"],
             "return": [
@@ -70,6 +74,7 @@ def _print_summary(summary: pd.DataFrame, out: Path) -> None:
             ],
             "score": summary["score_mean"].map("{:.1f}".format),
             "length": summary["length_mean"].map("{:.0f}".format),
+            **({"retained": summary["retained"].map(lambda x: "" if pd.isna(x) else f"{x:.2f}")} if shifted else {}),
         }
     )
     print(table.to_string(index=False))
@@ -112,10 +117,11 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> int:
         episodes = run_sweep(config, command=command, flags=True)
-        _print_summary(pd.read_csv(Path(config.out) / SUMMARY), Path(config.out))
+        read = {"keep_default_na": False, "na_values": [""]}
+        _print_summary(pd.read_csv(Path(config.out) / SUMMARY, **read), Path(config.out))
         if (Path(config.out) / CALIBRATION).is_file():
             print("return conditioning (95% bootstrap CIs; calibration.csv):")
-            print(format_table(pd.read_csv(Path(config.out) / CALIBRATION)))
+            print(format_table(pd.read_csv(Path(config.out) / CALIBRATION, **read)))
         failed = episodes[episodes["status"] != Status.OK.value]
         if len(failed):
             kinds = ", ".join(f"{n} {k}" for k, n in failed["status"].value_counts().items())

@@ -42,7 +42,9 @@ CALIBRATION = "calibration.csv"
 METADATA = "metadata.json"
 IDENTITY = "sweep.json"
 VIDEO_DIR = "videos"
-RESULT_FILES = (EPISODES, SUMMARY, CALIBRATION, METADATA, IDENTITY)
+ROBUSTNESS = "robustness.csv"
+"""Written only by a sweep with shifted conditions (``--shift``, several ``--env-version``)."""
+RESULT_FILES = (EPISODES, SUMMARY, CALIBRATION, ROBUSTNESS, METADATA, IDENTITY)
 """Files a sweep writes (besides figures and videos)."""
 
 FIGURE_RETURN_CONDITIONING = "return_conditioning"
@@ -50,7 +52,15 @@ FIGURE_RETURN_DISTRIBUTIONS = "return_distributions"
 FIGURE_EPISODE_LENGTH = "episode_length"
 FIGURE_LEARNING_CURVE = "learning_curve"
 """Drawn only when an env has checkpoints of several training steps (a Trainer run)."""
-FIGURES = (FIGURE_RETURN_CONDITIONING, FIGURE_RETURN_DISTRIBUTIONS, FIGURE_EPISODE_LENGTH, FIGURE_LEARNING_CURVE)
+FIGURE_SHIFT = "return_conditioning_shift"
+"""Drawn only for a sweep with shifted conditions: return conditioning under each shift level."""
+FIGURES = (
+    FIGURE_RETURN_CONDITIONING,
+    FIGURE_RETURN_DISTRIBUTIONS,
+    FIGURE_EPISODE_LENGTH,
+    FIGURE_LEARNING_CURVE,
+    FIGURE_SHIFT,
+)
 FIGURE_FORMATS = ("png", "svg")
 
 
@@ -63,6 +73,7 @@ EPISODE_COLUMNS = [
     "env",
     "env_id",
     "checkpoint",
+    "shift",
     "target",
     "episode",
     "seed",
@@ -82,6 +93,7 @@ SUMMARY_COLUMNS = [
     "env",
     "env_id",
     "checkpoint",
+    "shift",
     "target",
     "target_score",
     "n",
@@ -101,11 +113,21 @@ SUMMARY_COLUMNS = [
     "dataset_return_p10",
     "dataset_return_median",
     "dataset_return_p90",
+    "retained",
+    "retained_ci_low",
+    "retained_ci_high",
 ]
-"""``summary.csv``: one row per env × checkpoint × target (statistics over ``ok`` episodes)."""
+"""``summary.csv``: one row per env × env id × checkpoint × shift × target (statistics over ``ok``
+episodes). ``retained``: under a shift (or another env version), the mean score as a share of the
+unshifted cell's at the same target, paired by seed (:mod:`harness.analysis.robustness`)."""
 
-CELL_KEY = ["env", "checkpoint", "target"]
+NO_SHIFT = "none"
+"""The ``shift`` label of an unshifted episode (:mod:`harness.world.shift`); older files lack the
+column and read as this."""
+CELL_KEY = ["env", "env_id", "checkpoint", "shift", "target"]
 EPISODE_KEY = [*CELL_KEY, "episode"]
+LEGACY_EPISODE_COLUMNS = [c for c in EPISODE_COLUMNS if c != "shift"]
+"""``episodes.csv`` as written before the shift axis (issue 31): read as ``shift = none``."""
 
 EXIT_OK = 0
 EXIT_FAILED_EPISODES = 3

@@ -24,18 +24,23 @@ from harness.engine.policy import DTPolicy
 from harness.engine.rollout import EpisodeResult, EpisodeSpec, run_episodes
 from harness.io.checkpoints import Checkpoint, load_checkpoint
 from harness.world.envs import EnvSpec, resolve_env
+from harness.world.shift import Shift
 
 DEFAULT_MAX_NUM_ENVS = 64
 """Slots per checkpoint when ``num_envs`` is not given: all its episodes, at most this many."""
 
 
-def episode_rows(env: EnvSpec, ckpt: Checkpoint, results: Sequence[EpisodeResult]) -> list[dict[str, Any]]:
+def episode_rows(
+    env: EnvSpec, ckpt: Checkpoint, results: Sequence[EpisodeResult], shift: Shift | None = None
+) -> list[dict[str, Any]]:
     """One ``episodes.csv`` row per result (columns of :data:`harness.core.schema.EPISODE_COLUMNS`)."""
+    label = (shift or Shift()).label
     return [
         {
             "env": env.name,
             "env_id": env.env_id,
             "checkpoint": ckpt.label,
+            "shift": label,
             "target": r.spec.target,
             "episode": r.spec.index,
             "seed": r.spec.seed,
@@ -83,8 +88,9 @@ def evaluate(
     on_rows: Callable[[pd.DataFrame], None] | None = None,
     env_workers: int = 1,
     simulator: str = "batched",
+    shifts: Sequence[Shift] = (),
 ) -> pd.DataFrame:
-    """Run ``episodes`` episodes of one checkpoint at every target and return the episode rows.
+    """Run ``episodes`` episodes of one checkpoint at every target (under every shift) and return the rows.
 
     Args:
         checkpoint: a loaded checkpoint, or a spec for :func:`harness.io.checkpoints.load_checkpoint`.
@@ -96,10 +102,13 @@ def evaluate(
         device: torch device.
         progress: a tqdm bar to advance by episodes, or None.
         precision: ``fp32`` or ``bf16`` (see :class:`harness.engine.policy.DTPolicy`).
-        done: ``(target, episode index)`` pairs already recorded (a resumed sweep): not run.
+        done: ``(target, episode index)`` pairs already recorded (a resumed sweep): not run; with
+            ``shifts``, ``(shift label, target, episode index)`` triples.
         on_rows: called with the rows of the episodes that finish at each step (crash-safe logs).
         env_workers: processes that step the slots (see :mod:`harness.world.vector`).
         simulator: ``batched`` or ``gymnasium`` (see :func:`harness.engine.rollout.run_episodes`).
+        shifts: :class:`harness.world.shift.Shift` cells (default: none); each runs every target's
+            episodes on its own slots (one simulator per dynamics), with the same reset seeds.
 
     Returns:
         One row per episode run with the columns of :data:`EPISODE_COLUMNS`, in spec order.
@@ -113,10 +122,18 @@ def evaluate(
     state = numerics_in_force()
     ckpt.check_env(env)
     done = done or set()
-    specs = [EpisodeSpec(float(t), seed + k, k) for t in targets for k in range(episodes) if (float(t), k) not in done]
-    if not specs:
+    cells = list(shifts) or [Shift()]
+    todo = {
+        s.label: [
+            EpisodeSpec(float(t), seed + k, k)
+            for t in targets
+            for k in range(episodes)
+            if ((s.label, float(t), k) if shifts else (float(t), k)) not in done
+        ]
+        for s in cells
+    }
+    if not any(todo.values()):
         return pd.DataFrame(columns=EPISODE_COLUMNS)
-    slots = num_envs or min(len(specs), DEFAULT_MAX_NUM_ENVS)
     policy = DTPolicy(ckpt, device=device, precision=precision)
     steps_done = 0
     last_post = time.perf_counter()
@@ -134,21 +151,29 @@ def evaluate(
             progress.set_postfix_str(f"{steps_done / (now - started):,.0f} env-steps/s", refresh=False)
             last_post = now
 
-    def on_finish(results) -> None:
-        if on_rows is not None:
-            on_rows(pd.DataFrame(episode_rows(env, ckpt, results), columns=EPISODE_COLUMNS))
+    rows: list[dict[str, Any]] = []
+    for shift in cells:
+        specs = todo[shift.label]
+        if not specs:
+            continue
 
-    results = run_episodes(
-        policy,
-        env.env_id,
-        specs,
-        slots,
-        progress=on_step,
-        on_finish=on_finish,
-        env_workers=env_workers,
-        simulator=simulator,
-    )
-    df = pd.DataFrame(episode_rows(env, ckpt, results), columns=EPISODE_COLUMNS)
+        def on_finish(results, shift=shift) -> None:  # noqa: ANN001
+            if on_rows is not None:
+                on_rows(pd.DataFrame(episode_rows(env, ckpt, results, shift), columns=EPISODE_COLUMNS))
+
+        results = run_episodes(
+            policy,
+            env.env_id,
+            specs,
+            num_envs or min(len(specs), DEFAULT_MAX_NUM_ENVS),
+            progress=on_step,
+            on_finish=on_finish,
+            env_workers=env_workers,
+            simulator=simulator,
+            shift=shift,
+        )
+        rows += episode_rows(env, ckpt, results, shift)
+    df = pd.DataFrame(rows, columns=EPISODE_COLUMNS)
     df.attrs["numerics"] = state
     return df
 

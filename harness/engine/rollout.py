@@ -24,6 +24,7 @@ from harness.core.schema import Status
 from harness.engine.context import ContextWindow
 from harness.engine.policy import DTPolicy
 from harness.world.envs import STATUS_KEY, render_kwargs, slot_info
+from harness.world.shift import Shift, noise_generators
 from harness.world.vector import ShardedVectorEnv, make_slots
 
 
@@ -89,6 +90,7 @@ def run_episodes(
     render_size: tuple[int, int] = (480, 480),
     simulator: str = "batched",
     pipelines: int = 1,
+    shift: Shift | None = None,
 ) -> list[EpisodeResult]:
     """Run ``episodes`` with ``policy`` on ``min(num_envs, len(episodes))`` slots.
 
@@ -116,6 +118,8 @@ def run_episodes(
             double-buffered sampling. The episodes are the same as with one pipeline (the
             forward is batch invariant); callbacks are serialised. Give each pipeline its share
             of torch's threads (``torch.set_num_threads``); see ``benchmarks/overlap.py``.
+        shift: a :class:`harness.world.shift.Shift` of every episode (dynamics on the slots'
+            simulator, observation and action noise from each episode's own generators).
 
     Returns:
         One result per episode, in the order of ``episodes``. An episode whose env raised is
@@ -131,18 +135,20 @@ def run_episodes(
     if pipelines > 1 and on_frame is None:
         return _pipelined(
             policy, env_id, episodes, num_envs, pipelines, progress, record_actions, max_episode_steps,
-            on_finish, env_workers, simulator,
+            on_finish, env_workers, simulator, shift,
         )  # fmt: skip
     n = min(num_envs, len(episodes))
     if on_frame is not None and (n != 1 or env_workers != 1):
         raise ValueError("on_frame records one episode at a time: num_envs and env_workers must be 1")
+    shift = shift or Shift()
+    dynamics = None if shift.dynamics.neutral else shift.dynamics
     if env_workers > 1:
-        envs = ShardedVectorEnv(env_id, n, env_workers, max_episode_steps, simulator)
+        envs = ShardedVectorEnv(env_id, n, env_workers, max_episode_steps, simulator, dynamics)
     else:
         render = render_kwargs(env_id, render_size) if on_frame is not None else None
-        envs = make_slots(env_id, n, max_episode_steps, simulator, render)
+        envs = make_slots(env_id, n, max_episode_steps, simulator, render, dynamics=dynamics)
     try:
-        run = _Run(policy, envs, episodes, n, progress, record_actions, on_finish)
+        run = _Run(policy, envs, episodes, n, progress, record_actions, on_finish, shift)
         run.on_frame = on_frame
         return run.run()
     finally:
@@ -161,6 +167,7 @@ def _pipelined(
     on_finish: FinishFn | None,
     env_workers: int,
     simulator: str,
+    shift: Shift | None = None,
 ) -> list[EpisodeResult]:
     """:func:`run_episodes` as ``pipelines`` rollouts in threads (episode j goes to j % pipelines)."""
     lock = threading.Lock()
@@ -191,6 +198,7 @@ def _pipelined(
             fin,
             env_workers,
             simulator=simulator,
+            shift=shift,
         )
 
     with ThreadPoolExecutor(pipelines, thread_name_prefix="harness-pipeline") as pool:
@@ -211,8 +219,15 @@ def _statuses(info: dict, n: int) -> tuple[np.ndarray, np.ndarray]:
 class _Run:
     """The state of one ``run_episodes`` call (slots, pending queue, per-slot accumulators)."""
 
-    def __init__(self, policy, envs, episodes, n, progress, record_actions, on_finish) -> None:
+    def __init__(self, policy, envs, episodes, n, progress, record_actions, on_finish, shift=None) -> None:
         ckpt = policy.checkpoint
+        self.shift = shift or Shift()
+        # noise: per episode generators (set at its reset), so draws follow the episode, not the slot
+        self.obs_std = self.shift.obs_noise * np.asarray(ckpt.state_std, dtype=np.float64)
+        space = envs.single_action_space
+        self.act_low, self.act_high = np.asarray(space.low, np.float64), np.asarray(space.high, np.float64)
+        self.act_std = self.shift.act_noise * (self.act_high - self.act_low) / 2
+        self.noise: list[tuple[np.random.Generator, np.random.Generator] | None] = [None] * n
         self.policy, self.envs, self.episodes, self.n = policy, envs, episodes, n
         self.progress, self.record_actions, self.on_finish = progress, record_actions, on_finish
         self.device = policy.device
@@ -277,6 +292,8 @@ class _Run:
                     self.slot_episode[i] = k
                     seeds[i] = self.episodes[k].seed
                     self.rtg[i] = self.episodes[k].target / self.scale
+                    if self.shift.obs_noise or self.shift.act_noise:
+                        self.noise[i] = noise_generators(self.episodes[k].seed, self.shift)
                     mask[i] = True
                 else:
                     self.slot_episode[i] = -1  # idle for good: neither reset nor stepped again
@@ -304,7 +321,7 @@ class _Run:
         while (self.slot_episode >= 0).any():
             live = self.slot_episode >= 0
             live_rows = None if live.all() else torch.as_tensor(np.flatnonzero(live), device=self.device)
-            window.append(policy.normalize(self.obs), self.rtg, self.steps)
+            window.append(policy.normalize(self._seen(live)), self.rtg, self.steps)
             acts = policy.act(window.view(), live_rows)
             finite = torch.isfinite(acts).all(dim=1)
             if not bool(finite.all()):
@@ -319,6 +336,8 @@ class _Run:
                 idx = live_rows.cpu().numpy()
                 actions_np[idx] = acts.cpu().numpy()
                 nan_slot[idx] = ~finite.cpu().numpy()
+            if self.shift.act_noise:
+                actions_np = self._noisy(actions_np, live & ~nan_slot)
             obs, reward, terminated, truncated, info = self.envs.step(actions_np, live)
             self._frame()
             status, error = _statuses(info, n)
@@ -345,6 +364,25 @@ class _Run:
                 self._assign(np.flatnonzero(done))
             self._flush()
         return [r for r in self.results if r is not None]
+
+    def _seen(self, live: np.ndarray) -> np.ndarray:
+        """The observations the policy sees ``(n, state_dim)``: with ``obs_noise``, each live slot's
+        plus one draw of its episode's observation noise (the simulator's state is untouched)."""
+        if not self.shift.obs_noise:
+            return self.obs
+        seen = np.array(self.obs, dtype=np.float64)
+        for i in np.flatnonzero(live):
+            seen[i] += self.obs_std * self.noise[i][0].standard_normal(len(self.obs_std))
+        return seen
+
+    def _noisy(self, actions: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """``actions`` ``(n, act_dim)`` float32 with each of ``rows``' plus one draw of its episode's
+        action noise, clipped to the bounds (the policy's own action stays in its context)."""
+        out = actions.copy()
+        for i in np.flatnonzero(rows):
+            noisy = actions[i].astype(np.float64) + self.act_std * self.noise[i][1].standard_normal(len(self.act_std))
+            out[i] = np.clip(noisy, self.act_low, self.act_high)
+        return out
 
     def _flush(self) -> None:
         if self.finished_now:

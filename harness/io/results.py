@@ -27,7 +27,7 @@ from typing import Any
 import pandas as pd
 
 from harness.core.errors import HarnessError
-from harness.core.schema import EPISODE_KEY, IDENTITY, RESULT_FILES, VIDEO_DIR, figure_files
+from harness.core.schema import EPISODE_KEY, IDENTITY, NO_SHIFT, RESULT_FILES, VIDEO_DIR, figure_files
 
 FSYNC_INTERVAL_S = 1.0
 
@@ -136,14 +136,21 @@ def _drop_torn_line(path: Path) -> None:
         fh.truncate(size - block + cut + 1 if cut >= 0 else 0)
 
 
-def read_episodes(path: Path, columns: Sequence[str], cells: dict[tuple[str, str], list[float]], episodes: int):
+def read_episodes(
+    path: Path,
+    columns: Sequence[str],
+    cells: dict[tuple[str, str], list[float]],
+    episodes: int,
+    shifts: Sequence[str] = (NO_SHIFT,),
+):
     """Rows already recorded in ``path``, checked against the sweep's identity.
 
     Args:
         path: ``episodes.csv``.
-        columns: the expected header.
-        cells: ``(env, checkpoint) → targets`` of the sweep.
+        columns: the expected header (a file written before the ``shift`` column reads as unshifted).
+        cells: ``(env, env id, checkpoint) → targets`` of the sweep.
         episodes: episodes per target.
+        shifts: the sweep's shift labels.
 
     Raises:
         HarnessError: the file does not parse, has other columns, duplicate or unknown rows.
@@ -157,6 +164,8 @@ def read_episodes(path: Path, columns: Sequence[str], cells: dict[tuple[str, str
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
         first = (str(exc).strip().splitlines() or [""])[0]
         raise HarnessError(f"{path} is corrupted ({first}); {fix}") from None
+    if "shift" in columns and list(df.columns) == [c for c in columns if c != "shift"]:
+        df.insert(list(columns).index("shift"), "shift", NO_SHIFT)
     if list(df.columns) != list(columns):
         raise HarnessError(f"{path} has columns {list(df.columns)[:4]}..., not a harness episodes file; {fix}")
     if df.empty:
@@ -171,12 +180,15 @@ def read_episodes(path: Path, columns: Sequence[str], cells: dict[tuple[str, str
     bad = df[df[["env", "checkpoint", "status"]].isna().any(axis=1)]
     if len(bad):
         raise HarnessError(f"{path} is corrupted (row {int(bad.index[0]) + 2} has empty fields); {fix}")
-    known = {(env, ck, float(t)) for (env, ck), targets in cells.items() for t in targets}
-    for i, row in enumerate(df[["env", "checkpoint", "target", "episode"]].itertuples(index=False)):
-        if (row.env, row.checkpoint, float(row.target)) not in known or not 0 <= row.episode < episodes:
+    known = {(*cell, s, float(t)) for cell, targets in cells.items() for t in targets for s in shifts}
+    df["shift"] = df["shift"].astype(str)
+    keys = ["env", "env_id", "checkpoint", "shift", "target", "episode"]
+    for i, row in enumerate(df[keys].itertuples(index=False)):
+        cell = (row.env, row.env_id, row.checkpoint, row.shift, float(row.target))
+        if cell not in known or not 0 <= row.episode < episodes:
             raise HarnessError(
-                f"{path} line {i + 2} is not an episode of this sweep ({row.env}, {row.checkpoint}, "
-                f"target {row.target}, episode {row.episode}); {fix}"
+                f"{path} line {i + 2} is not an episode of this sweep ({row.env_id}, {row.checkpoint}, "
+                f"shift {row.shift}, target {row.target}, episode {row.episode}); {fix}"
             )
     dup = df.duplicated(EPISODE_KEY)
     if dup.any():
@@ -184,11 +196,22 @@ def read_episodes(path: Path, columns: Sequence[str], cells: dict[tuple[str, str
     return df
 
 
-def canonical_order(df: pd.DataFrame, cells: Sequence[tuple[str, str]]) -> pd.DataFrame:
-    """Rows sorted as an uninterrupted sweep writes them: cells in order, then target, episode."""
+def canonical_order(
+    df: pd.DataFrame, cells: Sequence[tuple[str, str]], shifts: Sequence[str] = (NO_SHIFT,)
+) -> pd.DataFrame:
+    """Rows sorted as an uninterrupted sweep writes them: ``(env id, checkpoint)`` cells in order,
+    then shift (in ``shifts`` order), target, episode."""
     rank = {cell: i for i, cell in enumerate(cells)}
-    order = df.assign(_cell=[rank[(e, c)] for e, c in zip(df["env"], df["checkpoint"], strict=True)])
-    return order.sort_values(["_cell", "target", "episode"], kind="stable").drop(columns="_cell").reset_index(drop=True)
+    srank = {s: i for i, s in enumerate(shifts)}
+    order = df.assign(
+        _cell=[rank[(e, c)] for e, c in zip(df["env_id"], df["checkpoint"], strict=True)],
+        _shift=[srank[s] for s in df["shift"]],
+    )
+    return (
+        order.sort_values(["_cell", "_shift", "target", "episode"], kind="stable")
+        .drop(columns=["_cell", "_shift"])
+        .reset_index(drop=True)
+    )
 
 
 def check_out(out: Path) -> None:

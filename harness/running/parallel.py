@@ -28,10 +28,12 @@ import pandas as pd
 
 from harness.core import numerics
 from harness.core.errors import HarnessError
+from harness.core.schema import NO_SHIFT
 from harness.engine.evaluate import evaluate
 from harness.io.checkpoints import load_checkpoint
 from harness.io.data import Statistics
 from harness.world.envs import resolve_env
+from harness.world.shift import Shift
 
 BACKENDS = ("loky", "dask", "ray")
 
@@ -56,6 +58,7 @@ class Cell:
         statistics: state statistics for a checkpoint saved without them (``--data``).
         numerics: :class:`harness.core.numerics.Numerics` mode the worker must run in (``pinned``...).
         allow_batch_dependence: run even where that mode is not in force on the worker.
+        shift: the cell's :class:`harness.world.shift.Shift` label (``none``: unshifted).
     """
 
     env_id: str
@@ -73,6 +76,7 @@ class Cell:
     statistics: Statistics | None = None
     numerics: str = "pinned"
     allow_batch_dependence: bool = False
+    shift: str = NO_SHIFT
 
     def __post_init__(self) -> None:
         if not self.episodes or min(self.episodes) < 0:
@@ -105,7 +109,8 @@ def run_cell(cell: Cell) -> pd.DataFrame:
     env = resolve_env(cell.env_id)
     wanted = set(cell.episodes)
     n = max(cell.episodes) + 1
-    done = {(float(cell.target), k) for k in range(n) if k not in wanted}
+    shift = Shift.from_label(cell.shift)
+    done = {(shift.label, float(cell.target), k) for k in range(n) if k not in wanted}
     return evaluate(
         ckpt,
         env,
@@ -118,6 +123,7 @@ def run_cell(cell: Cell) -> pd.DataFrame:
         done=done,
         env_workers=cell.env_workers,
         simulator=cell.simulator,
+        shifts=[shift],
     )
 
 

@@ -28,6 +28,7 @@ import torch
 from tqdm import tqdm
 
 from harness.analysis.calibration import calibration
+from harness.analysis.robustness import ROBUSTNESS, robustness
 from harness.analysis.summary import summarize
 from harness.core import numerics
 from harness.core.errors import HarnessError
@@ -59,6 +60,7 @@ from harness.io.results import (
 )
 from harness.running.parallel import BACKENDS, Cell, engine, run_cells, threads_per_job
 from harness.world.envs import DEFAULT_VERSION, VERSIONS, EnvSpec, resolve_env
+from harness.world.shift import parse_shifts
 from harness.world.vector import SIMULATORS
 
 MAX_EPISODES = 100_000
@@ -106,8 +108,15 @@ class SweepConfig:
     """Vector-env slots per checkpoint; default: all its episodes at once, at most 64."""
     seed: int = 0
     """Episode k of every cell is reset with seed SEED + k."""
-    env_version: str = field(default=DEFAULT_VERSION, metadata=_flag(choices=VERSIONS))
-    """Gymnasium version for short env names (v4 is closest to D4RL's -v3; Walker2d-v5 is another task)."""
+    env_version: list[str] = field(default_factory=lambda: [DEFAULT_VERSION], metadata=_flag(choices=VERSIONS))
+    """Gymnasium version(s) for short env names (v4 is closest to D4RL's -v3; Walker2d-v5 is another task);
+    several (--env-version v4 v5) make the version an axis: every checkpoint runs on each, and
+    summary.csv's retained column gives the later versions' score as a share of the first's."""
+    shift: list[str] = field(default_factory=list, metadata=_flag(action="append", metavar="NAME=V1,V2"))
+    """A shift axis (repeatable; cells are every combination): obs_noise (Gaussian, std in units of the
+    checkpoint's state std), act_noise (Gaussian, std in units of half the action range, clipped),
+    mass, friction, gravity, reset_noise (scales; 1 = none). Rows carry the cell in the shift column;
+    summary.csv's retained column is the score kept relative to the unshifted cell, paired by seed."""
     device: str = "auto"
     """Torch device of the model and context buffers: auto (cuda when a GPU is visible), cpu, cuda, cuda:N."""
     precision: str = field(default="fp32", metadata=_flag(choices=list(PRECISIONS)))
@@ -211,14 +220,25 @@ def validate(config: SweepConfig) -> list[EnvSpec]:
     """Check every argument that can be checked without loading anything."""
     if not config.envs:
         raise HarnessError("--envs is empty; pass one or more of hopper, walker2d, halfcheetah")
-    if config.env_version not in VERSIONS:
-        raise HarnessError(f"unknown --env-version {config.env_version!r}; use one of: {', '.join(VERSIONS)}")
-    envs = []
+    if isinstance(config.env_version, str):
+        config.env_version = [config.env_version]
+    if not config.env_version:
+        raise HarnessError("--env-version is empty; pass one or more of: " + ", ".join(VERSIONS))
+    for version in config.env_version:
+        if version not in VERSIONS:
+            raise HarnessError(f"unknown --env-version {version!r}; use one of: {', '.join(VERSIONS)}")
+    if len(set(config.env_version)) != len(config.env_version):
+        raise HarnessError("--env-version names a version twice; list each once")
+    envs: list[EnvSpec] = []
+    names: list[str] = []
     for name in config.envs:
-        env = resolve_env(name, config.env_version)
-        if any(e.name == env.name for e in envs):
-            raise HarnessError(f"--envs names {env.name} twice; list each env once")
-        envs.append(env)
+        first = resolve_env(name, config.env_version[0])
+        if first.name in names:
+            raise HarnessError(f"--envs names {first.name} twice; list each env once")
+        names.append(first.name)
+        full_id = name.strip().lower() != first.name  # Hopper-v5 names its own version
+        envs += [first] if full_id else [resolve_env(name, v) for v in config.env_version]
+    parse_shifts(config.shift)  # one line on a bad --shift
     if config.targets is not None:
         if not config.targets:
             raise HarnessError("--targets is empty; pass one or more target returns, e.g. --targets 1800 3600")
@@ -251,6 +271,8 @@ def validate(config: SweepConfig) -> list[EnvSpec]:
         )
     if config.device not in ("cpu", "cuda", "auto") and not config.device.startswith("cuda:"):
         raise HarnessError(f"unknown --device {config.device!r}; use auto, cpu or cuda")
+    if config.video and config.shift:
+        raise HarnessError("--video replays unshifted episodes only; drop --video, or record a sweep without --shift")
     if not 0 <= config.video <= config.episodes:
         raise HarnessError(f"--video must be between 0 and --episodes ({config.episodes}), got {config.video}")
     if not 1 <= config.env_workers <= MAX_JOBS:
@@ -260,10 +282,10 @@ def validate(config: SweepConfig) -> list[EnvSpec]:
     return envs
 
 
-def _done(previous: pd.DataFrame, env_name: str, label: str) -> set[tuple[float, int]]:
-    """``(target, episode)`` pairs of one (env, checkpoint) already in ``previous``."""
-    cell = previous[(previous["env"] == env_name) & (previous["checkpoint"] == label)]
-    return {(float(t), int(k)) for t, k in zip(cell["target"], cell["episode"], strict=True)}
+def _done(previous: pd.DataFrame, env_id: str, label: str) -> set[tuple[str, float, int]]:
+    """``(shift, target, episode)`` triples of one (env id, checkpoint) already in ``previous``."""
+    cell = previous[(previous["env_id"] == env_id) & (previous["checkpoint"] == label)]
+    return {(str(s), float(t), int(k)) for s, t, k in zip(cell["shift"], cell["target"], cell["episode"], strict=True)}
 
 
 def _run_parallel(
@@ -279,18 +301,19 @@ def _run_parallel(
     """Run the sweep's missing episodes as (env, checkpoint, target) cells on ``config.backend``."""
     threads = threads_per_job(config.jobs)
     cells = []
-    for env, ckpt, targets in loaded:
-        done = _done(previous, env.name, ckpt.label)
+    for (env, ckpt, targets), shift in ((x, s) for x in loaded for s in parse_shifts(config.shift)):
+        done = _done(previous, env.env_id, ckpt.label)
         fingerprint = ckpt.fingerprint()
         for t in targets:
-            todo = tuple(k for k in range(config.episodes) if (t, k) not in done)
+            todo = tuple(k for k in range(config.episodes) if (shift.label, t, k) not in done)
             if todo:
                 cells.append(
                     Cell(
                         env_id=env.env_id,
-                        checkpoint=specs[(env.name, ckpt.label)],
+                        checkpoint=specs[(env.env_id, ckpt.label)],
                         fingerprint=fingerprint,
                         statistics=stats.get(env.name),
+                        shift=shift.label,
                         target=t,
                         episodes=todo,
                         seed=config.seed,
@@ -337,7 +360,7 @@ def _record_videos(
             seed = config.seed + k
             rel = f"{VIDEO_DIR}/{video_name(env.name, ckpt.label, t, seed, ckpt.fingerprint(), config.precision)}"
             row = (
-                (episodes["env"] == env.name)
+                (episodes["env_id"] == env.env_id)
                 & (episodes["checkpoint"] == ckpt.label)
                 & (episodes["target"] == t)
                 & (episodes["episode"] == k)
@@ -370,7 +393,7 @@ def _identity(config: SweepConfig, loaded: list[tuple[EnvSpec, Checkpoint, list[
         "seed": config.seed,
         "precision": config.precision,
         "numerics": config.numerics,
-    }
+    } | ({"shifts": [s.label for s in parse_shifts(config.shift)]} if config.shift else {})
 
 
 def _field_names(message: str) -> str:
@@ -429,11 +452,14 @@ def _run_sweep(config: SweepConfig, command: str | None = None) -> pd.DataFrame:
             ckpt.check_env(env)
             targets = config.targets if config.targets is not None else default_targets(env, ckpt, config.num_targets)
             loaded.append((env, ckpt, [float(t) for t in targets]))
-            specs[(env.name, ckpt.label)] = spec
-    labels = [(env.name, c.label) for env, c, _ in loaded]
+            specs[(env.env_id, ckpt.label)] = spec
+    labels = [(env.env_id, c.label) for env, c, _ in loaded]
     if len(set(labels)) != len(labels):
         dup = next(x for x in labels if labels.count(x) > 1)
-        raise HarnessError(f"--checkpoint names {dup[0]}={dup[1]} twice; list each checkpoint once")
+        name = resolve_env(dup[0]).name
+        raise HarnessError(f"--checkpoint names {name}={dup[1]} twice; list each checkpoint once")
+    shifts = parse_shifts(config.shift)
+    shift_labels = [s.label for s in shifts]
     if config.video:
         from harness.running.recording import check_renderer, require_encoder
 
@@ -463,9 +489,9 @@ def _run_sweep(config: SweepConfig, command: str | None = None) -> pd.DataFrame:
             f"warning: batch_invariant: false: an episode's actions depend on its batch here ({bad}); rows may change "
             "with --num-envs, --jobs or a resume (use --numerics pinned; see metadata.json, batch_invariance)"
         )
-    cells = {(env.name, c.label): t for env, c, t in loaded}
+    cells = {(env.name, env.env_id, c.label): t for env, c, t in loaded}
     previous = (
-        read_episodes(out / EPISODES, EPISODE_COLUMNS, cells, config.episodes)
+        read_episodes(out / EPISODES, EPISODE_COLUMNS, cells, config.episodes, shift_labels)
         if resuming
         else pd.DataFrame(columns=EPISODE_COLUMNS)
     )
@@ -476,7 +502,7 @@ def _run_sweep(config: SweepConfig, command: str | None = None) -> pd.DataFrame:
     if not resuming:
         write_atomic(out / IDENTITY, json.dumps(identity, indent=2) + "\n")
 
-    total = sum(len(t) * config.episodes for _, _, t in loaded)
+    total = sum(len(t) * config.episodes for _, _, t in loaded) * len(shifts)
     bar = tqdm(
         total=total,
         initial=len(previous),
@@ -497,8 +523,8 @@ def _run_sweep(config: SweepConfig, command: str | None = None) -> pd.DataFrame:
                 _run_parallel(config, device, loaded, specs, stats, previous, log, bar)
             else:
                 for env, ckpt, targets in loaded:
-                    done = _done(previous, env.name, ckpt.label)
-                    bar.set_description(f"{env.name} {ckpt.label}")
+                    done = _done(previous, env.env_id, ckpt.label)
+                    bar.set_description(f"{env.env_id if len(config.env_version) > 1 else env.name} {ckpt.label}")
                     evaluate(
                         ckpt,
                         env,
@@ -513,17 +539,18 @@ def _run_sweep(config: SweepConfig, command: str | None = None) -> pd.DataFrame:
                         on_rows=log.append,
                         env_workers=config.env_workers,
                         simulator=config.simulator,
+                        shifts=shifts,
                     )
     finally:
         log.close()
     elapsed = time.perf_counter() - t0
 
-    all_rows = read_episodes(out / EPISODES, EPISODE_COLUMNS, cells, config.episodes)
+    all_rows = read_episodes(out / EPISODES, EPISODE_COLUMNS, cells, config.episodes, shift_labels)
     if len(all_rows) != total:  # cannot happen unless the file was edited during the run
         raise HarnessError(
             f"{out / EPISODES} holds {len(all_rows)} of {total} episodes after the sweep; rerun to resume"
         )
-    episodes = canonical_order(all_rows, labels)
+    episodes = canonical_order(all_rows, labels, shift_labels)
     if config.video:
         episodes = _record_videos(config, device, loaded, episodes, out, bar_enabled=config.progress)
     write_atomic(out / EPISODES, episodes.to_csv(index=False, lineterminator="\n"))
@@ -531,6 +558,9 @@ def _run_sweep(config: SweepConfig, command: str | None = None) -> pd.DataFrame:
     summary = summarize(episodes, datasets=data)
     write_atomic(out / SUMMARY, summary.to_csv(index=False))
     write_atomic(out / CALIBRATION, calibration(episodes, summary).to_csv(index=False))
+    robust = robustness(episodes)
+    if len(robust):
+        write_atomic(out / ROBUSTNESS, robust.to_csv(index=False))
     run_steps = int(episodes["length"].sum() - (previous["length"].sum() if len(previous) else 0))
     meta = {
         "command": command,

@@ -24,6 +24,7 @@ import numpy as np
 
 from harness.core.errors import HarnessError
 from harness.core.schema import Status
+from harness.world.shift import Shift, apply_dynamics
 
 #: Env versions that Gymnasium ships for the MuJoCo locomotion tasks and that run on `mujoco`.
 VERSIONS: tuple[str, ...] = ("v4", "v5")
@@ -178,8 +179,9 @@ class GuardedEnv(gym.Wrapper):
     ``info["harness_error"]`` carries the exception text, one line.
     """
 
-    def __init__(self, env: gym.Env) -> None:
+    def __init__(self, env: gym.Env, dynamics: Shift | None = None) -> None:
         super().__init__(env)
+        self._dynamics = dynamics  # re-applied to a replacement env
         self._broken = False
         self._warnings = 0
 
@@ -197,6 +199,8 @@ class GuardedEnv(gym.Wrapper):
             pass
         with quiet_construction():
             self.env = gym.make(spec)
+        if self._dynamics is not None:
+            apply_dynamics(self.env.unwrapped, self._dynamics)
         self._broken = False
 
     def _zeros(self) -> np.ndarray:
@@ -296,7 +300,13 @@ def render_kwargs(env_id: str, size: tuple[int, int]) -> dict:
     return extra
 
 
-def make_env(env_id: str, max_episode_steps: int | None = None, **kwargs: object) -> gym.Env:
-    """One env, as the tutorial makes it (``gym.make``), without construction notices."""
+def make_env(
+    env_id: str, max_episode_steps: int | None = None, *, dynamics: Shift | None = None, **kwargs: object
+) -> gym.Env:
+    """One env, as the tutorial makes it (``gym.make``), without construction notices; ``dynamics``:
+    a :class:`harness.world.shift.Shift` applied to its model (:func:`harness.world.shift.apply_dynamics`)."""
     with quiet_construction():
-        return gym.make(env_id, max_episode_steps=max_episode_steps, **kwargs)
+        env = gym.make(env_id, max_episode_steps=max_episode_steps, **kwargs)
+    if dynamics is not None:
+        apply_dynamics(env.unwrapped, dynamics)
+    return env

@@ -31,6 +31,7 @@ from gymnasium.utils import seeding
 
 from harness.core.schema import Status
 from harness.world.envs import INFO_KEYS, MAX_ABS_OBSERVATION, _one_line, make_env
+from harness.world.shift import Shift
 
 SUPPORTED = {f"{task}-{v}" for task in ("Hopper", "Walker2d", "HalfCheetah") for v in ("v4", "v5")}
 """Env ids the batched simulator reproduces exactly; any other id uses Gymnasium's envs."""
@@ -49,12 +50,22 @@ class MujocoBatch:
         max_episode_steps: time-limit override (default: the registered limit).
         threads: threads stepping the physics (MuJoCo releases the GIL in ``mj_step``); 1 steps
             in this thread.
+        dynamics: a :class:`harness.world.shift.Shift` of the simulator (mass, friction, gravity,
+            reset noise), applied exactly as to Gymnasium's envs.
     """
 
-    def __init__(self, env_id: str, num_envs: int, max_episode_steps: int | None = None, threads: int = 1) -> None:
+    def __init__(
+        self,
+        env_id: str,
+        num_envs: int,
+        max_episode_steps: int | None = None,
+        threads: int = 1,
+        dynamics: Shift | None = None,
+    ) -> None:
         if not supports(env_id):
             raise ValueError(f"no batched simulator for {env_id}; use one of {sorted(SUPPORTED)}")
-        probe = make_env(env_id, max_episode_steps)
+        # the model and reset noise of a Gymnasium env, shifted as Gymnasium's slots are
+        probe = make_env(env_id, max_episode_steps, dynamics=dynamics)
         env = probe.unwrapped
         self.env_id = env_id
         self.num_envs = num_envs

@@ -32,6 +32,7 @@ import numpy as np
 
 from harness.world.envs import INFO_KEYS, GuardedEnv, make_env, slot_info
 from harness.world.mjbatch import MujocoBatch, supports
+from harness.world.shift import Shift
 
 
 def _merged(values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -60,10 +61,18 @@ class SlotVectorEnv:
     """
 
     def __init__(
-        self, env_id: str, num_envs: int, max_episode_steps: int | None = None, render_kwargs: dict | None = None
+        self,
+        env_id: str,
+        num_envs: int,
+        max_episode_steps: int | None = None,
+        render_kwargs: dict | None = None,
+        dynamics: Shift | None = None,
     ) -> None:
         self.num_envs = num_envs
-        self.envs = [GuardedEnv(make_env(env_id, max_episode_steps, **(render_kwargs or {}))) for _ in range(num_envs)]
+        self.envs = [
+            GuardedEnv(make_env(env_id, max_episode_steps, dynamics=dynamics, **(render_kwargs or {})), dynamics)
+            for _ in range(num_envs)
+        ]
         self.single_observation_space = self.envs[0].observation_space
         self.single_action_space = self.envs[0].action_space
         self.env_steps = 0
@@ -121,19 +130,20 @@ def make_slots(
     simulator: str = "batched",
     render_kwargs: dict | None = None,
     threads: int = 1,
+    dynamics: Shift | None = None,
 ):  # -> SlotVectorEnv | MujocoBatch
     """The slots of one process: :class:`harness.world.mjbatch.MujocoBatch` for the locomotion tasks
     (bit-equal to Gymnasium's envs), else (another id, rendering, or ``simulator="gymnasium"``)
-    :class:`SlotVectorEnv`."""
+    :class:`SlotVectorEnv`. ``dynamics``: the shift of their simulator (:mod:`harness.world.shift`)."""
     if simulator not in SIMULATORS:
         raise ValueError(f"simulator must be one of {SIMULATORS}, got {simulator!r}")
     if simulator == "batched" and render_kwargs is None and supports(env_id):
-        return MujocoBatch(env_id, num_envs, max_episode_steps, threads=threads)
-    return SlotVectorEnv(env_id, num_envs, max_episode_steps, render_kwargs)
+        return MujocoBatch(env_id, num_envs, max_episode_steps, threads=threads, dynamics=dynamics)
+    return SlotVectorEnv(env_id, num_envs, max_episode_steps, render_kwargs, dynamics)
 
 
-def _worker(conn, env_id: str, n: int, max_episode_steps: int | None, simulator: str) -> None:
-    envs = make_slots(env_id, n, max_episode_steps, simulator)
+def _worker(conn, env_id: str, n: int, max_episode_steps: int | None, simulator: str, dynamics: Shift | None) -> None:
+    envs = make_slots(env_id, n, max_episode_steps, simulator, dynamics=dynamics)
     try:
         while True:
             cmd, payload = conn.recv()
@@ -170,6 +180,7 @@ class ShardedVectorEnv:
         workers: int,
         max_episode_steps: int | None = None,
         simulator: str = "batched",
+        dynamics: Shift | None = None,
     ) -> None:
         workers = max(1, min(workers, num_envs))
         self.num_envs = num_envs
@@ -184,7 +195,9 @@ class ShardedVectorEnv:
         self._conns, self._procs = [], []
         for size in sizes:
             parent, child = ctx.Pipe()
-            proc = ctx.Process(target=_worker, args=(child, env_id, size, max_episode_steps, simulator), daemon=True)
+            proc = ctx.Process(
+                target=_worker, args=(child, env_id, size, max_episode_steps, simulator, dynamics), daemon=True
+            )
             proc.start()
             child.close()
             self._conns.append(parent)
