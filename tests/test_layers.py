@@ -37,8 +37,13 @@ LAYERS: list[tuple[str, str, list[list[str]]]] = [
     ),
     (
         "analysis",
-        "statistics tables, comparisons, figures and reports, from the CSV files alone",
-        [["robustness"], ["summary", "calibration", "comparison", "figures", "paper"], ["report"]],
+        "statistics tables, comparisons, figures, reports, aggregates and trackers, from the CSV files alone",
+        [
+            ["robustness"],
+            ["summary", "calibration", "comparison", "figures", "paper"],
+            ["aggregate", "report"],
+            ["publish"],
+        ],
     ),
     (
         "offline",
@@ -55,7 +60,8 @@ LAYERS: list[tuple[str, str, list[list[str]]]] = [
         "the command line, thin: one module per subcommand, and the harness dispatcher",
         [
             ["cli"],
-            ["sweep", "plot", "video", "collect", "train", "regression", "compare", "convert", "probe"],
+            ["sweep", "plot", "video", "collect", "train", "regression", "compare", "convert", "probe"]
+            + ["aggregate", "select", "card", "log"],
             ["paper"],
             ["main"],
         ],

@@ -636,3 +636,35 @@ def _normalizer_for(env: str):
 def save_figure(fig: Figure, out: Path, name: str) -> list[Path]:
     """Write ``fig`` as ``out/name.png`` and ``.svg`` (through temporary names); closes it."""
     return _save(fig, out, name)
+
+
+def aggregate_figure(metrics: pd.DataFrame, profiles: pd.DataFrame) -> Figure:
+    """rliable's two plots of ``harness aggregate``: each metric as a point with its stratified
+    bootstrap CI per group (one panel per metric), and the performance profiles (share of run x
+    task scores above tau, with its band)."""
+    groups = list(dict.fromkeys(metrics["group"]))
+    colors = checkpoint_colors(groups)
+    names = list(dict.fromkeys(metrics["metric"]))
+    fig, axes = _panels(len(names) + 1, 3.0, 2.4 + 0.35 * len(groups))
+    for ax, name in zip(axes[0][:-1], names, strict=True):
+        rows = metrics[metrics["metric"] == name]
+        for i, g in enumerate(groups):
+            r = rows[rows["group"] == g].iloc[0]
+            ax.barh(i, r["ci_high"] - r["ci_low"], left=r["ci_low"], height=0.6, color=colors[g], alpha=0.6)
+            ax.plot([r["value"]] * 2, [i - 0.3, i + 0.3], color="k", lw=1.5)
+        ax.set_yticks(range(len(groups)), [_wrap_label(g, 14) for g in groups] if ax is axes[0][0] else [])
+        ax.set_title(name + (" (lower is better)" if name == "optimality gap" else ""), fontsize=TITLE_SIZE)
+        ax.set_xlabel("normalised score")
+        ax.grid(alpha=0.3, axis="x")
+    ax = axes[0][-1]
+    for g in groups:
+        p = profiles[profiles["group"] == g]
+        ax.plot(p["tau"], p["share"], color=colors[g], lw=1.5, label=g)
+        ax.fill_between(p["tau"], p["ci_low"], p["ci_high"], color=colors[g], alpha=0.2, lw=0)
+    ax.set_title("performance profile", fontsize=TITLE_SIZE)
+    ax.set_xlabel("normalised score tau")
+    ax.set_ylabel("share of runs above tau")
+    ax.grid(alpha=0.3)
+    _legend(fig, axes)
+    _suptitle(fig, "Aggregate over tasks and runs (95% stratified bootstrap CIs, rliable)")
+    return fig

@@ -243,6 +243,41 @@ def write_comparison_report(folder: Path, table: pd.DataFrame, note: str) -> Pat
     return out
 
 
+def write_aggregate_report(folder: Path, result: Any, at: str) -> Path:
+    """Write ``folder/report.html`` for ``harness aggregate``: figure, metrics, improvement, scores."""
+    folder = Path(folder)
+    figure = _img(folder / "aggregate.png") if (folder / "aggregate.png").is_file() else ""
+    metrics = result.metrics.assign(
+        estimate=[f"{r.value:.1f} [{r.ci_low:.1f}, {r.ci_high:.1f}]" for r in result.metrics.itertuples()]
+    )
+    improvement = result.improvement.assign(
+        estimate=[f"{r.probability:.2f} [{r.ci_low:.2f}, {r.ci_high:.2f}]" for r in result.improvement.itertuples()]
+    )
+    page = _page(
+        "Aggregate over tasks and runs",
+        [
+            ("Figure", figure),
+            (
+                f"Metrics (score at: {at}; 95% stratified bootstrap CIs, rliable)",
+                _table(
+                    metrics, {"group": "group", "metric": "metric", "estimate": "estimate [95% CI]", "runs": "runs"}
+                ),
+            ),
+            (
+                "Probability of improvement P(X > Y)",
+                _table(improvement, {"x": "X", "y": "Y", "estimate": "P(X > Y) [95% CI]"}),
+            ),
+            (
+                "Scores (one per run and task)",
+                _table(result.scores, {c: c for c in result.scores.columns}),
+            ),
+        ],
+    )
+    out = folder / REPORT
+    out.write_text(page, encoding="utf-8")
+    return out
+
+
 def _page(title: str, sections: list[tuple[str, str]]) -> str:
     body = "".join(f"<h2>{html.escape(h)}</h2>{content}" for h, content in sections)
     return (

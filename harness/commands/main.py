@@ -26,6 +26,10 @@ SUBCOMMANDS = {
     "collect": "offline data from behaviour agents (the tutorial's schema)",
     "train": "train a Decision Transformer on offline data (the transformers Trainer)",
     "convert": "convert a CORL or paper-code DT checkpoint into a checkpoint folder",
+    "aggregate": "IQM, optimality gap, profiles, P(improvement) over tasks and runs of many sweeps (rliable)",
+    "select": "choose the target on some reset seeds, report it on disjoint ones (the optimism gap)",
+    "card": "the checkpoint's model card with the sweep's results in the Hub's model-index",
+    "log": "log a sweep folder to MLflow or TensorBoard",
     "paper": "the paper's Table 2 protocol: train on D4RL or Minari data, evaluate, table beside the paper's",
 }
 
