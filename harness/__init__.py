@@ -11,6 +11,9 @@ The public API, one import away (loaded on first use, so ``import harness`` stay
 - :func:`run_sweep` and :class:`SweepConfig` (:mod:`harness.running.runner`): a whole sweep folder;
 - :func:`compare` (:func:`harness.analysis.comparison.compare_folders`): two sweep folders, paired by seed;
 - :func:`load_checkpoint` (:func:`harness.io.checkpoints.load_checkpoint`): a folder, Hub id or embedded name;
+- :class:`Shift` (:mod:`harness.world.shift`): a shift cell, for ``evaluate(..., shifts=[...])``;
+- :func:`aggregate` and :func:`select` (:mod:`harness.analysis.aggregate`): claims over tasks and
+  runs of many sweeps, and selection on disjoint seeds;
 - ``__version__``.
 """
 
@@ -47,14 +50,29 @@ _API = {
     "SweepConfig": ("harness.running.runner", "SweepConfig"),
     "compare": ("harness.analysis.comparison", "compare_folders"),
     "load_checkpoint": ("harness.io.checkpoints", "load_checkpoint"),
+    "Shift": ("harness.world.shift", "Shift"),
+    "aggregate": ("harness.analysis.aggregate", "aggregate"),
+    "select": ("harness.analysis.aggregate", "select"),
 }
-__all__ = ["SweepConfig", "__version__", "compare", "evaluate", "load_checkpoint", "run_sweep"]
+__all__ = [
+    "Shift",
+    "SweepConfig",
+    "__version__",
+    "aggregate",
+    "compare",
+    "evaluate",
+    "load_checkpoint",
+    "run_sweep",
+    "select",
+]
 
 if TYPE_CHECKING:
+    from harness.analysis.aggregate import aggregate, select
     from harness.analysis.comparison import compare_folders as compare
     from harness.engine.evaluate import evaluate
     from harness.io.checkpoints import load_checkpoint
     from harness.running.runner import SweepConfig, run_sweep
+    from harness.world.shift import Shift
 
 
 def __getattr__(name: str) -> Any:

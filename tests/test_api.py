@@ -27,7 +27,10 @@ def test_the_api_is_exported_lazily_from_the_root():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.split() == ["False", "harness.engine.evaluate", "compare_folders", "SweepConfig", "True"]
-    assert set(harness.__all__) == {"evaluate", "run_sweep", "SweepConfig", "compare", "load_checkpoint", "__version__"}
+    assert set(harness.__all__) == {
+        *("evaluate", "run_sweep", "SweepConfig", "compare", "load_checkpoint", "__version__"),
+        *("Shift", "aggregate", "select"),
+    }
     with pytest.raises(AttributeError):
         harness.nothing_here  # noqa: B018
 

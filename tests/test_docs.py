@@ -76,6 +76,22 @@ def test_the_return_token_page_holds_the_result_files_numbers():
     assert page == tables.render(page), "python benchmarks/return_token_tables.py"
 
 
+def test_the_shift_page_holds_the_result_files_numbers():
+    spec = importlib.util.spec_from_file_location("shift_tables", ROOT / "benchmarks" / "shift_tables.py")
+    tables = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tables)
+    page = (DOCS / "shift.md").read_text()
+    assert "<!-- begin shift table" in page and page == tables.render(page), "python benchmarks/shift_tables.py"
+
+
+def test_the_claims_page_holds_the_result_files_numbers():
+    spec = importlib.util.spec_from_file_location("claims_tables", ROOT / "benchmarks" / "claims_tables.py")
+    tables = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tables)
+    page = (DOCS / "claims.md").read_text()
+    assert "<!-- begin select table" in page and page == tables.render(page), "python benchmarks/claims_tables.py"
+
+
 def test_model_cards_are_current():
     spec = importlib.util.spec_from_file_location("model_cards", ROOT / "benchmarks" / "model_cards.py")
     cards = importlib.util.module_from_spec(spec)

@@ -229,3 +229,14 @@ def test_bad_shift_input_is_one_line_exit_2_nothing_written(ckpt, tmp_path, caps
 def test_parse_errors_are_harness_errors():
     with pytest.raises(HarnessError, match="mass: 0 would make"):
         parse_shifts(["mass=0"])
+
+
+def test_shift_and_version_from_a_config_file(ckpt, tmp_path):
+    cfg = tmp_path / "s.toml"
+    cfg.write_text('shift = ["friction=1,1.3"]\nenv_version = "v5"\nepisodes = 2\n')
+    out = tmp_path / "cfg"
+    args = ["--config", str(cfg), "--envs", "hopper", "--checkpoint", f"hopper={ckpt}", "--targets", "200"]
+    assert sweep.main([*args, "--out", str(out), "--no-progress"]) == 0
+    df = rows(out)
+    assert set(df["shift"]) == {"none", "friction=1.3"} and set(df["env_id"]) == {"Hopper-v5"}
+    assert json.loads((out / "sweep.json").read_text())["shifts"] == ["none", "friction=1.3"]

@@ -1,0 +1,80 @@
+"""The manual's tables of the embedded checkpoints under shift, from the result files.
+
+Rewrites the block between the ``begin shift table`` / ``end shift table`` markers of
+``docs/shift.md`` from ``results/shift/<axis>/robustness.csv`` and ``calibration.csv`` (made by
+the commands on that page). ``tests/test_docs.py`` checks that the page is current.
+
+    python benchmarks/shift_tables.py
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGE = ROOT / "docs" / "shift.md"
+AXES = ("obs_noise", "act_noise", "mass", "friction", "gravity", "version")
+ENVS = ("hopper", "walker2d", "halfcheetah")
+READ = {"keep_default_na": False, "na_values": [""]}
+
+
+def _ci(v: float, lo: float, hi: float, digits: int) -> str:
+    return f"{v:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+
+
+def shift_table() -> str:
+    """One row per env x condition: score kept (pooled over targets), rho and slope in the data's range."""
+    lines = [
+        "| axis | env | condition | score kept [95% CI] | mean score | rho [95% CI] | slope [95% CI] |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for axis in AXES:
+        folder = ROOT / "results" / "shift" / axis
+        if not (folder / "calibration.csv").is_file():
+            continue
+        cal = pd.read_csv(folder / "calibration.csv", **READ)
+        rob = pd.read_csv(folder / "robustness.csv", **READ) if (folder / "robustness.csv").is_file() else None
+        summary = pd.read_csv(folder / "summary.csv", **READ)
+        for env in ENVS:
+            for _, c in cal[cal["env"] == env].iterrows():
+                shifted = c["shift"] != "none" or c["env_id"] != cal[cal["env"] == env]["env_id"].iloc[0]
+                name = (c["env_id"] if axis == "version" else c["shift"]) if shifted else "unshifted"
+                if axis == "version" and not shifted:
+                    name = f"{c['env_id']} (base)"
+                kept = "-"
+                if shifted and rob is not None:
+                    r = rob[(rob["env"] == env) & (rob["env_id"] == c["env_id"]) & (rob["shift"] == c["shift"])]
+                    if len(r):
+                        r = r.iloc[0]
+                        kept = _ci(r["retained"], r["retained_ci_low"], r["retained_ci_high"], 2)
+                at = (summary["env"] == env) & (summary["env_id"] == c["env_id"]) & (summary["shift"] == c["shift"])
+                score = summary.loc[at, "score_mean"].mean()
+                lines.append(
+                    f"| {axis} | {env} | {name} | {kept} | {score:.1f} | "
+                    f"{_ci(c['rho'], c['rho_ci_low'], c['rho_ci_high'], 2)} | "
+                    f"{_ci(c['slope'], c['slope_ci_low'], c['slope_ci_high'], 2)} |"
+                )
+    return "\n".join(lines)
+
+
+def render(page: str) -> str:
+    return re.sub(
+        r"(<!-- begin shift table:[^\n]*-->\n).*?(<!-- end shift table -->)",
+        lambda m: m.group(1) + shift_table() + "\n" + m.group(2),
+        page,
+        flags=re.S,
+    )
+
+
+def main() -> int:
+    PAGE.write_text(render(PAGE.read_text()))
+    print(f"wrote {PAGE}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
