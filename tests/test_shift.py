@@ -34,22 +34,43 @@ def test_the_grid_is_every_combination_with_the_neutral_cell_first():
     assert parse_shifts([]) == [Shift()]
 
 
-def test_each_dynamics_shift_changes_exactly_its_model_fields():
-    """Against a fresh, unshifted model: every body (the world body has no mass), every geom's sliding
-    friction only, gravity, the reset noise; nothing else."""
+def field_problems(shift: Shift) -> list[str]:
+    """What of a shifted env's model differs from a fresh, unshifted model scaled as documented:
+    every body (the world body has no mass), every geom's sliding friction only, gravity, the reset
+    noise; nothing else."""
     base = make_env("Hopper-v4").unwrapped
+    env = make_env("Hopper-v4", dynamics=shift).unwrapped
+    m, b = env.model, base.model
+    expect = {
+        "body_mass": (m.body_mass, b.body_mass * shift.mass),
+        "body_inertia": (m.body_inertia, b.body_inertia * shift.mass),
+        "sliding friction": (m.geom_friction[:, 0], b.geom_friction[:, 0] * shift.friction),
+        "other friction": (m.geom_friction[:, 1:], b.geom_friction[:, 1:]),
+        "gravity": (m.opt.gravity, b.opt.gravity * shift.gravity),
+        "reset noise": (env._reset_noise_scale, base._reset_noise_scale * shift.reset_noise),
+        "gear": (m.actuator_gear, b.actuator_gear),
+        "damping": (m.dof_damping, b.dof_damping),
+    }
+    return [name for name, (got, want) in expect.items() if not np.array_equal(got, want)]
+
+
+def test_each_dynamics_shift_changes_exactly_its_model_fields():
     for shift in DYNAMIC:
-        env = make_env("Hopper-v4", dynamics=shift).unwrapped
-        m, b = env.model, base.model
-        np.testing.assert_array_equal(m.body_mass, b.body_mass * shift.mass)
-        np.testing.assert_array_equal(m.body_inertia, b.body_inertia * shift.mass)
-        assert (m.body_mass[1:] != b.body_mass[1:]).all() == (shift.mass != 1)  # every body, not one
-        np.testing.assert_array_equal(m.geom_friction[:, 0], b.geom_friction[:, 0] * shift.friction)
-        np.testing.assert_array_equal(m.geom_friction[:, 1:], b.geom_friction[:, 1:])
-        np.testing.assert_array_equal(m.opt.gravity, b.opt.gravity * shift.gravity)
-        assert env._reset_noise_scale == base._reset_noise_scale * shift.reset_noise
-        np.testing.assert_array_equal(m.actuator_gear, b.actuator_gear)
-        np.testing.assert_array_equal(m.dof_damping, b.dof_damping)
+        assert field_problems(shift) == [], shift.label
+
+
+def test_a_shift_on_the_wrong_body_or_not_applied_fails(monkeypatch):
+    """The mutations the checks above exist for: mass on the torso only, and no shift at all."""
+    import harness.world.envs as envs
+
+    def torso_only(env, shift):
+        env.model.body_mass[1] *= shift.mass
+
+    monkeypatch.setattr(envs, "apply_dynamics", torso_only)
+    assert "body_mass" in field_problems(Shift(mass=0.8))
+    monkeypatch.setattr(envs, "apply_dynamics", lambda env, shift: None)
+    assert field_problems(Shift(mass=0.8)) == ["body_mass", "body_inertia"]
+    assert field_problems(Shift(gravity=0.9)) == ["gravity"]
 
 
 def _steps(envs, seeds, actions):
