@@ -128,3 +128,31 @@ def test_two_real_sweeps_of_one_checkpoint_differ_by_nothing(tmp_path, tiny_chec
     assert compare_cli.main([str(tmp_path / "a"), str(tmp_path / "b")]) == 0
     df = pd.read_csv(tmp_path / "b" / "compare" / "compare.csv")
     assert df["paired"].all() and (df["diff"] == 0).all() and (df["diff_ci_high"] == 0).all()
+
+
+def test_compare_at_each_sides_selected_target_on_held_out_seeds():
+    """Issue 32: each side picks its target on episodes k < 5 and is compared on k >= 5 only."""
+    from harness.analysis.comparison import Pairing, compare_selected
+
+    def sweep(scores: dict[float, list[float]], label: str) -> pd.DataFrame:
+        return pd.DataFrame(
+            [
+                {"env": "hopper", "env_id": "Hopper-v4", "checkpoint": label, "target": t, "episode": k,
+                 "seed": 100 + k, "normalized_score": v, "return": v, "length": 1, "status": "ok"}
+                for t, values in scores.items()
+                for k, v in enumerate(values)
+            ]
+        )  # fmt: skip
+
+    # the candidate's 3000 is lucky on the first five episodes only; its 2000 is the honest best
+    base = sweep({2000.0: [50.0] * 10, 3000.0: [60.0] * 10}, "b")
+    cand = sweep({2000.0: [58.0] * 10, 3000.0: [90.0] * 5 + [20.0] * 5}, "c")
+    table = compare_selected(base, cand, Pairing({"hopper": [("b", "c")]}), selection_episodes=5)
+    r = table.iloc[0]
+    assert (r["baseline_checkpoint"], r["candidate_checkpoint"]) == ("b@3000", "c@3000")
+    assert (r["baseline_mean"], r["candidate_mean"], r["n_baseline"]) == (60.0, 20.0, 5) and r["paired"]
+    assert r["verdict"] == "drop" and r["level"] == "selected"
+    from harness.core.errors import HarnessError
+
+    with pytest.raises(HarnessError, match="both sides"):
+        compare_selected(base, cand, Pairing({"hopper": [("b", "c")]}), selection_episodes=10)

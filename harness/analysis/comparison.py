@@ -228,6 +228,51 @@ def compare(
     return pd.DataFrame(rows, columns=COMPARE_COLUMNS)
 
 
+def compare_selected(
+    base: pd.DataFrame,
+    cand: pd.DataFrame,
+    pairing: Pairing,
+    selection_episodes: int,
+    min_drop: float = DEFAULT_MIN_DROP,
+    alpha: float = ALPHA,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Each side at its own best target, chosen on episodes ``k < selection_episodes`` and compared
+    on the others (disjoint reset seeds; paired by seed), one row per env pair (``level`` =
+    ``selected``; the checkpoints read ``label@target``). Unshifted cells only. Bonferroni over
+    the rows.
+
+    Raises:
+        HarnessError: a split that leaves a side without episodes.
+    """
+    base, cand = (with_shift(df if "env_id" in df else df.assign(env_id=df["env"])) for df in (base, cand))
+    base, cand = base[base["shift"] == NO_SHIFT], cand[cand["shift"] == NO_SHIFT]
+    n = int(min(base["episode"].max(), cand["episode"].max())) + 1
+    if not 1 <= selection_episodes < n:
+        raise HarnessError(
+            f"--selection-episodes must leave episodes on both sides: between 1 and {n - 1}, got {selection_episodes}"
+        )
+    jobs = [(env, a, b) for env, pairs in pairing.pairs.items() for a, b in pairs]
+    confidence = 1 - alpha / max(len(jobs), 1)
+    rows = []
+    for env, a, b in jobs:
+        sides = []
+        for df, label in ((base, a), (cand, b)):
+            cell = df[(df["env"] == env) & (df["checkpoint"] == label)]
+            pick = _scores(cell[cell["episode"] < selection_episodes])
+            target = float(pick.groupby("target")["normalized_score"].mean().idxmax())
+            sides.append((target, cell[(cell["episode"] >= selection_episodes) & (cell["target"] == target)]))
+        (tb, xb), (tc, xc) = sides
+        sb = _scores(xb).set_index("seed")["normalized_score"]
+        sc = _scores(xc).set_index("seed")["normalized_score"]
+        paired = set(sb.index) == set(sc.index) and len(sb) > 0
+        vb, vc = (sb.sort_index().to_numpy(), sc.sort_index().to_numpy()) if paired else (sb.to_numpy(), sc.to_numpy())
+        row = _row("selected", env, float("nan"), f"{a}@{tb:g}", f"{b}@{tc:g}", vb, vc, paired, confidence,
+                   min_drop, seed, xb, xc)  # fmt: skip
+        rows.append(row | {"shift": NO_SHIFT})
+    return pd.DataFrame(rows, columns=COMPARE_COLUMNS)
+
+
 def compare_folders(
     baseline: str | Path,
     candidate: str | Path,

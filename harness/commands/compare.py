@@ -30,7 +30,15 @@ from pathlib import Path
 import pandas as pd
 
 from harness.analysis.calibration import compare_calibration
-from harness.analysis.comparison import ALPHA, DEFAULT_MIN_DROP, best_vs_last, compare, pair_checkpoints, read_sweep
+from harness.analysis.comparison import (
+    ALPHA,
+    DEFAULT_MIN_DROP,
+    best_vs_last,
+    compare,
+    compare_selected,
+    pair_checkpoints,
+    read_sweep,
+)
 from harness.analysis.figures import comparison_figure, save_figure, train_steps
 from harness.analysis.report import write_comparison_report
 from harness.commands.cli import Parser, run
@@ -89,6 +97,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     p.add_argument("--out", type=Path, default=None, help="folder for compare.csv and the figure")
     p.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    p.add_argument(
+        "--selection-episodes",
+        type=int,
+        default=None,
+        metavar="N",
+        help="also compare each side at the target it selects on episodes k < N, on the other episodes "
+        "(disjoint seeds: honest selection, harness select); compare_selected.csv",
+    )
     args = p.parse_args(argv)
 
     def body() -> int:
@@ -113,9 +129,27 @@ def main(argv: list[str] | None = None) -> int:
         write_comparison_report(out, df, f"{args.baseline} (baseline) vs {args.candidate} (candidate): {note}")
         print(f"\n{note}; wrote {out}/compare.csv, compare.png/.svg, report.html")
         cal_drops = _calibration(args, base, cand, pairing.pairs, out)
-        return EXIT_DROP if len(drops) or cal_drops else 0
+        sel_drops = _selected(args, base, cand, pairing, out) if args.selection_episodes is not None else 0
+        return EXIT_DROP if len(drops) or cal_drops or sel_drops else 0
 
     return run(body)
+
+
+def _selected(args, base: pd.DataFrame, cand: pd.DataFrame, pairing, out: Path) -> int:  # noqa: ANN001
+    """Each side at the target it selects on episodes k < N, compared on the rest (disjoint seeds);
+    prints, writes ``compare_selected.csv``; returns the number of significant drops."""
+    sel = compare_selected(base, cand, pairing, args.selection_episodes, args.min_drop, args.alpha, args.seed)
+    write_atomic(out / "compare_selected.csv", sel.to_csv(index=False))
+    print(
+        f"\neach side at its best target on episodes k < {args.selection_episodes}, compared on the others "
+        f"(disjoint seeds; CIs at {100 * sel['confidence'].iloc[0]:.2f}%):"
+    )
+    for r in sel.itertuples():
+        print(
+            f"  {r.env}: {r.baseline_checkpoint} {r.baseline_mean:.1f} vs {r.candidate_checkpoint} "
+            f"{r.candidate_mean:.1f}: diff {r.diff:+.1f} [{r.diff_ci_low:+.1f}, {r.diff_ci_high:+.1f}] {r.verdict}"
+        )
+    return int((sel["verdict"] == "drop").sum())
 
 
 def _calibration(args, base: pd.DataFrame, cand: pd.DataFrame, pairs: dict, out: Path) -> int:  # noqa: ANN001
