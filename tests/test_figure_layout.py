@@ -155,6 +155,18 @@ def build(kind: str, n_envs: int, n_ckpts: int) -> Figure:
         fig = figures.shift_figure(summarize(shifted, datasets=datasets), robustness(shifted, n_resamples=50))
         assert fig is not None
         return fig
+    if kind == "aggregate":  # n_envs x 2 groups, long group names
+        groups = [f"method-{i}-with-a-long-name" for i in range(n_envs * 2)]
+        metrics = pd.DataFrame(
+            [{"group": g, "metric": m, "value": 50.0 + i, "ci_low": 45.0 + i, "ci_high": 55.0 + i}
+             for i, g in enumerate(groups) for m in ("IQM", "median", "mean", "optimality gap")]
+        )  # fmt: skip
+        taus = np.linspace(0, 120, 25)
+        profiles = pd.DataFrame(
+            [{"group": g, "tau": t, "share": max(0.0, 1 - t / 100), "ci_low": 0.0, "ci_high": 1.0}
+             for g in groups for t in taus]
+        )  # fmt: skip
+        return figures.aggregate_figure(metrics, profiles)
     if kind == "compare":
         return figures.comparison_figure(comparison_table(n_envs, n_ckpts), "baseline", "candidate")
     if kind == "probe":  # n_envs heads per layer, 3 layers, n_ckpts checkpoints (long Trainer-style labels)
@@ -180,7 +192,16 @@ def build(kind: str, n_envs: int, n_ckpts: int) -> Figure:
     raise AssertionError(kind)
 
 
-KINDS = ["return_conditioning", "return_distributions", "episode_length", "learning_curve", "compare", "probe", "shift"]
+KINDS = [
+    "return_conditioning",
+    "return_distributions",
+    "episode_length",
+    "learning_curve",
+    "compare",
+    "probe",
+    "shift",
+    "aggregate",
+]
 
 
 @pytest.mark.parametrize("n_ckpts", [1, 2, 8])

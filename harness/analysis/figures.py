@@ -666,5 +666,5 @@ def aggregate_figure(metrics: pd.DataFrame, profiles: pd.DataFrame) -> Figure:
     ax.set_ylabel("share of runs above tau")
     ax.grid(alpha=0.3)
     _legend(fig, axes)
-    _suptitle(fig, "Aggregate over tasks and runs (95% stratified bootstrap CIs, rliable)")
+    _suptitle(fig, "Aggregate over tasks and runs (rliable's statistics; 95% stratified bootstrap CIs)")
     return fig
