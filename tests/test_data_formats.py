@@ -137,13 +137,17 @@ def test_paper_protocol_in_one_command_at_tiny_scale(tmp_path):
     h5 = data.to_d4rl_hdf5(tmp_path / "d4rl" / "hopper_medium_replay-v2.hdf5")
     out = tmp_path / "table2"
     small = ["--steps", "3", "--warmup-steps", "1", "--batch-size", "4", "--hidden-size", "16", "--n-layer", "1"]
-    flags = ["--context-length", "5", "--episodes", "2", "--window", "start", "--bf16"]
+    flags = ["--context-length", "5", "--episodes", "4", "--window", "start", "--bf16", "--selection-episodes", "2"]
     assert paper.main([str(h5.parent), "--out", str(out), *small, *flags]) == 0
     table = pd.read_csv(out / "table.csv")
     assert sorted(table["target"]) == [1800.0, 3600.0] and set(table["dataset"]) == {"hopper-medium-replay"}
     assert table["paper_dt"].notna().all() and table["corl_dt"].notna().all()
     assert "82.7" in (out / "table.md").read_text()
-    assert json.loads((out / "hopper-medium-replay" / "sweep" / "metadata.json").read_text())["episodes"] == 4
+    assert json.loads((out / "hopper-medium-replay" / "sweep" / "metadata.json").read_text())["episodes"] == 8
+    # the target chosen on episodes 0-1 (seeds 0..1) reported on episodes 2-3 (seeds 2..3)
+    chosen = pd.read_csv(out / "selected.csv").iloc[0]
+    assert (chosen["selection_seeds"], chosen["report_seeds"]) == ("0..1", "2..3") and chosen["target"] in (1800, 3600)
+    assert "held-out" in (out / "selected.md").read_text()
     # the same training on the same data in the tutorial's schema: the same weights, so the same rows
     from harness.offline.training import TrainConfig, train
 

@@ -19,6 +19,10 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import pandas as pd
+
+from harness.analysis.aggregate import select
+from harness.analysis.comparison import read_sweep
 from harness.analysis.paper import markdown, published, table
 from harness.commands.cli import DefaultsFormatter, Parser, field_docs, quiet_hf_logs, run
 from harness.core.errors import HarnessError
@@ -80,6 +84,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0, help="episode k is reset with seed SEED + k")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads for training (0: all)")
     p.add_argument("--device", default="auto", help="evaluation device (auto, cpu, cuda)")
+    p.add_argument(
+        "--selection-episodes",
+        type=int,
+        default=None,
+        metavar="N",
+        help="also choose between the paper's two targets on episodes k < N and report the choice on the "
+        "others (disjoint seeds; harness select): selected.csv and selected.md beside the table",
+    )
     args = p.parse_args(argv)
 
     def body() -> int:
@@ -87,6 +99,11 @@ def main(argv: list[str] | None = None) -> int:
         targets = published()["paper_targets"]
         if args.steps < 1 or args.warmup_steps < 0 or args.episodes < 1:
             raise HarnessError("--steps and --episodes must be >= 1 and --warmup-steps >= 0")
+        if args.selection_episodes is not None and not 1 <= args.selection_episodes < args.episodes:
+            raise HarnessError(
+                f"--selection-episodes must lie between 1 and --episodes - 1 ({args.episodes - 1}), "
+                f"got {args.selection_episodes}"
+            )
         plan = []
         for spec in specs:
             name = dataset_name(spec)
@@ -142,10 +159,34 @@ def main(argv: list[str] | None = None) -> int:
         df.to_csv(args.out / "table.csv", index=False)
         (args.out / "table.md").write_text(markdown(df))
         print(markdown(df))
+        if args.selection_episodes is not None:
+            chosen = pd.concat(
+                [select(read_sweep(folder), args.selection_episodes).assign(sweep=str(folder)) for folder in folders],
+                ignore_index=True,
+            )
+            chosen.to_csv(args.out / "selected.csv", index=False)
+            text = selected_markdown(chosen)
+            (args.out / "selected.md").write_text(text)
+            print(text)
         return 0
 
     quiet_hf_logs()
     return run(body)
+
+
+def selected_markdown(chosen: pd.DataFrame) -> str:
+    """``selected.md``: the target chosen on the selection seeds and its held-out score, per dataset."""
+    lines = [
+        "| env | chosen target | on seeds | selected-on score | held out on seeds | held-out score | optimism gap |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in chosen.itertuples():
+        lines.append(
+            f"| {r.env} | {r.target:.0f} | {r.selection_seeds} | {r.selected_score:.1f} | {r.report_seeds} | "
+            f"{r.heldout_score:.1f} ({r.heldout_ci_low:.1f} … {r.heldout_ci_high:.1f}) | "
+            f"{r.optimism_gap:+.1f} ({r.gap_ci_low:+.1f} … {r.gap_ci_high:+.1f}) |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
