@@ -461,7 +461,7 @@ def shift_figure(summary: pd.DataFrame, robust: pd.DataFrame | None = None) -> F
         ax.plot([lo, hi], [lo, hi], color="0.55", ls="--", lw=1, label="oracle (y = x)")
         for c in dict.fromkeys(rows["_cond"]):
             cell = rows[rows["_cond"] == c].sort_values("target_score")
-            name = c or "unshifted"
+            name = f"{env}, {c}" if c else "unshifted"  # one legend for all panels: say whose line it is
             if c and robust is not None and len(robust):
                 r = robust[(robust["env"] == env) & (robust["checkpoint"] == label)]
                 r = r[condition_labels(r, several) == c]
