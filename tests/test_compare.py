@@ -119,6 +119,7 @@ def test_statistics_against_an_independent_computation():
     assert probability_of_improvement(c, b) == pytest.approx(wins)
 
 
+@pytest.mark.slow
 def test_two_real_sweeps_of_one_checkpoint_differ_by_nothing(tmp_path, tiny_checkpoints):
     """Different --num-envs, same checkpoint and seeds: every paired difference is exactly 0."""
     common = ["--envs", "hopper", "--checkpoint", f"hopper={tiny_checkpoints['hopper']}", "--targets", "100", "900"]

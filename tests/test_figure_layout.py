@@ -204,8 +204,15 @@ KINDS = [
 ]
 
 
-@pytest.mark.parametrize("n_ckpts", [1, 2, 8])
-@pytest.mark.parametrize("n_envs", [1, 2, 3])
+# the quick subset draws the smallest and the most crowded figure of each kind; the full suite all nine
+SIZES = [
+    pytest.param(n_envs, n_ckpts, marks=() if (n_envs, n_ckpts) in ((1, 1), (3, 8)) else pytest.mark.slow)
+    for n_envs in (1, 2, 3)
+    for n_ckpts in (1, 2, 8)
+]
+
+
+@pytest.mark.parametrize(("n_envs", "n_ckpts"), SIZES)
 @pytest.mark.parametrize("kind", KINDS)
 def test_every_figure_reads_whole(kind, n_envs, n_ckpts):
     fig = build(kind, n_envs, n_ckpts)

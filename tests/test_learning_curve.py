@@ -187,6 +187,7 @@ def test_hub_dataset_spec_reads_the_parquet_conversion(tmp_path, monkeypatch):
         load_source("not-a-dataset")
 
 
+@pytest.mark.slow
 def test_learning_curve_sweep_and_best_vs_last(tutorial_run, tmp_path, capsys):
     """The whole flow on the tutorial's Trainer output: sweep every checkpoint with --data,
     learning_curve figure, statistics recorded, then compare's best-vs-last on the folder."""

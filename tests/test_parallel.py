@@ -100,6 +100,7 @@ def test_backend_errors(ckpts, tmp_path, capsys, monkeypatch):
 
 
 @pytest.mark.skipif(importlib.util.find_spec("distributed") is None, reason="dask.distributed not installed")
+@pytest.mark.slow
 def test_unreachable_dask_scheduler(ckpts, tmp_path, capsys):
     code = sweep.main(
         args(ckpts, tmp_path / "d", "--jobs", "2", "--backend", "dask", "--scheduler", "tcp://127.0.0.1:9")
@@ -115,6 +116,7 @@ def test_threads_per_job_never_oversubscribe():
     assert parallel.threads_per_job(4, cores=16) == 4
 
 
+@pytest.mark.slow
 def test_env_workers_give_the_same_episodes(ckpts, sequential, tmp_path):
     """Slots stepped in 2 processes (ShardedVectorEnv): same rows as in one."""
     assert sweep.main(args(ckpts, tmp_path / "run", "--env-workers", "2")) == 0

@@ -123,6 +123,7 @@ def test_ctrl_c_keeps_finished_episodes_and_says_how_to_resume(tmp_path, slow_ck
     assert len(pd.read_csv(out / "episodes.csv")) == 120
 
 
+@pytest.mark.slow
 def test_other_arguments_are_refused_and_overwrite_replaces(tmp_path, slow_ckpt, capsys):
     out = tmp_path / "run"
     assert sweep.main(sweep_args(slow_ckpt, out, 3)) == 0
@@ -174,6 +175,7 @@ def test_hand_corrupted_csv_is_reported_not_repaired(tmp_path, damage, needle, c
     assert csv.read_bytes() == before
 
 
+@pytest.mark.slow
 def test_torn_last_line_is_dropped_and_rerun(tmp_path):
     ckpt = make_checkpoint(tmp_path / "c", "Hopper-v4")
     whole, out = tmp_path / "whole", tmp_path / "run"
@@ -202,6 +204,7 @@ def test_nan_checkpoint_fails_its_episodes_with_a_distinct_exit_code(tmp_path, c
     assert list(summary["n_failed"]) == [2, 2] and list(summary["n"]) == [0, 0]
 
 
+@pytest.mark.slow
 def test_nothing_is_written_outside_out(tmp_path):
     ckpt = make_checkpoint(tmp_path / "c", "Hopper-v4")
     work = tmp_path / "cwd"

@@ -154,6 +154,7 @@ def rows(out):
     return pd.read_csv(out / "episodes.csv", keep_default_na=False).drop(columns="wall_time_s")
 
 
+@pytest.mark.slow
 def test_six_cells_per_target_and_the_unshifted_cell_equals_a_plain_sweep(ckpt, shifted, tmp_path):
     df = rows(shifted)
     assert df.groupby("target")["shift"].nunique().tolist() == [6, 6] and len(df) == 36
@@ -178,6 +179,7 @@ def test_jobs_give_the_same_shifted_rows(ckpt, shifted, tmp_path):
     pd.testing.assert_frame_equal(rows(two), rows(shifted))
 
 
+@pytest.mark.slow
 def test_a_resume_gives_the_same_shifted_rows(ckpt, shifted, tmp_path):
     """Half the rows dropped, the same command rerun: the missing half runs, the rows equal."""
     part = tmp_path / "part"
@@ -189,6 +191,7 @@ def test_a_resume_gives_the_same_shifted_rows(ckpt, shifted, tmp_path):
     pd.testing.assert_frame_equal(rows(part), rows(shifted))
 
 
+@pytest.mark.slow
 def test_retained_equals_a_direct_paired_computation(shifted):
     df = pd.read_csv(shifted / "episodes.csv", keep_default_na=False)
     rob = robustness(df).set_index("shift")
@@ -199,6 +202,7 @@ def test_retained_equals_a_direct_paired_computation(shifted):
         assert rob.loc[label, "retained_ci_low"] <= rob.loc[label, "retained"] <= rob.loc[label, "retained_ci_high"]
 
 
+@pytest.mark.slow
 def test_compare_pairs_by_shift(shifted, tmp_path, capsys):
     from harness.analysis.comparison import compare_folders
     from harness.commands import compare as compare_command

@@ -210,6 +210,7 @@ def test_init_fine_tunes_a_checkpoint_with_its_own_statistics(tmp_path, capsys):
     assert code == 2 and "walker2d" in err and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_trainer_checkpoints_evaluate_as_they_are(tmp_path, capsys):
     """Issue 25: every checkpoint-N that harness.commands.train writes carries its statistics, return scale,
     K, env id and data summary, so the learning-curve sweep needs no --data; its rows equal those of
