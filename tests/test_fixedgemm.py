@@ -106,6 +106,29 @@ def test_every_path_equals_the_scalar_chain_at_acting_sizes(shape):
             assert torch.equal(fixedgemm.gemm(a, b, bias), want), (level, threads)
 
 
+@pytest.mark.parametrize("shape", [(7, 13, 19), (944, 128, 512), (16, 128, 33)])
+def test_the_relu_epilogue_is_torch_relu_bit_for_bit(shape):
+    """``relu=True`` equals ``torch.relu`` of the product on every path, packed or not, bit for bit:
+    zero chains plus a -0 or +0 bias, a NaN (kept, as torch keeps it), negatives set to +0."""
+    m, k, n = shape
+    g = torch.Generator().manual_seed(n)
+    a, b, bias = torch.randn(m, k, generator=g), torch.randn(k, n, generator=g), torch.randn(n, generator=g)
+    a[:, :] = a.where(torch.arange(k) != 0, 0.0)  # column 0 of a is zero ...
+    b[:, :3] = 0.0  # ... and three columns of b: their chains are exactly +0
+    bias[:4] = torch.tensor([-0.0, 0.0, float("nan"), -1.0])  # -0, +0, NaN, negative after the bias
+    want = torch.relu(fixedgemm.gemm_scalar(a, b, bias))
+    assert torch.equal(fixedgemm.gemm_scalar(a, b, bias, relu=True).view(torch.int32), want.view(torch.int32))
+    assert torch.isnan(want[:, 2]).all() and (want[:, :2] == 0).all() and (want >= 0).sum() > want.numel() // 3
+    for level in levels():
+        fixedgemm.set_isa(level)
+        packed = fixedgemm.Packed(b)
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            for operand in (b, packed):
+                got = fixedgemm.gemm(a, operand, bias, relu=True)
+                assert torch.equal(got.view(torch.int32), want.view(torch.int32)), (level, threads, type(operand))
+
+
 @pytest.mark.slow
 def test_a_row_is_the_same_at_every_position_and_batch_size():
     """Batch 1..64, the probe row at every position: its output never changes (any path, 1 and 2 threads)."""

@@ -2,7 +2,8 @@
  *
  * Every output element is ONE chain of fused multiply-adds over k = 0..K-1, in order, starting
  * from +0.0f:   acc = fmaf(a[i][k], b[k][j], acc)   then   c = acc + bias[j]   (bias added once, after)
- * and, when accumulating into a residual stream,          c = c_old + (acc + bias[j]).
+ * then, for a ReLU layer, the activation as torch's relu computes it: c = c < 0 ? +0 : c (a NaN or
+ * a -0 passes unchanged), and, when accumulating into a residual stream, c = c_old + (acc + bias[j]).
  * K is never split (not across threads, not across blocks). Each step is one IEEE 754 fused
  * multiply-add (one rounding), vector lanes are independent, so the result is a function of the
  * inputs alone: the same bits with AVX-512, AVX2 or scalar code, on Intel, AMD or ARM, whatever
@@ -27,7 +28,11 @@
 #define FX_X86 0
 #endif
 
-#define FX_VERSION 1
+#define FX_VERSION 2
+
+/* Epilogue flags (fx_gemm's `flags`): add to C's old value; ReLU after the bias. */
+#define FX_ACCUMULATE 1
+#define FX_RELU 2
 #ifndef FX_MR512
 #define FX_MR512 8
 #endif
@@ -42,19 +47,22 @@ typedef struct {
     const float *bias; /* NULL: none */
     float *C;
     long ldc;
-    int accumulate; /* 1: C = C + (chain + bias) */
+    int flags; /* FX_ACCUMULATE: C = C + (chain + bias); FX_RELU: relu(chain + bias) */
 } fx_job;
 
 /* ---------------------------------------------------------------- the defining chain (scalar) */
 
-static inline float fx_epilogue(float acc, const float *bias, int j, float old, int accumulate) {
+static inline float fx_relu(float x) { return x < 0.0f ? 0.0f : x; } /* torch: max(0, x) keeps -0, NaN */
+
+static inline float fx_epilogue(float acc, const float *bias, int j, float old, int flags) {
 #ifdef FX_MUTATE_BIAS_FIRST
     (void)bias;
     (void)j; /* the bias went in first: see fx_chain_start */
 #else
     if (bias) acc = acc + bias[j];
 #endif
-    return accumulate ? old + acc : acc;
+    if (flags & FX_RELU) acc = fx_relu(acc);
+    return flags & FX_ACCUMULATE ? old + acc : acc;
 }
 
 static inline float fx_chain_start(const float *bias, int j) {
@@ -69,13 +77,14 @@ static inline float fx_chain_start(const float *bias, int j) {
 
 /* The definition, element by element: what every faster path below must equal bit for bit. */
 void fx_gemm_scalar(int M, int N, int K, const float *A, long lda, const float *B, long rsb, long csb,
-                    const float *bias, float *C, long ldc, int accumulate) {
+                    const float *bias, float *C, long ldc, int flags) {
     for (int i = 0; i < M; i++)
         for (int j = 0; j < N; j++) {
             float acc = 0.0f;
             for (int k = 0; k < K; k++) acc = fmaf(A[i * lda + k], B[k * rsb + j * csb], acc);
             float r = bias ? acc + bias[j] : acc;
-            C[i * ldc + j] = accumulate ? C[i * ldc + j] + r : r;
+            if (flags & FX_RELU) r = fx_relu(r);
+            C[i * ldc + j] = flags & FX_ACCUMULATE ? C[i * ldc + j] + r : r;
         }
 }
 
@@ -139,7 +148,7 @@ static void fx_tile_generic(const fx_job *job, const float *bp, int nr, int i0, 
         if (ks)
             for (int j = 0; j < w; j++) acc[j] = part[j] + acc[j];
         float *c = job->C + (long)(i0 + r) * job->ldc + j0;
-        for (int j = 0; j < w; j++) c[j] = fx_epilogue(acc[j], job->bias, j0 + j, c[j], job->accumulate);
+        for (int j = 0; j < w; j++) c[j] = fx_epilogue(acc[j], job->bias, j0 + j, c[j], job->flags);
     }
 }
 
@@ -180,7 +189,7 @@ __attribute__((target("avx2,fma"))) static void fx_tile_avx2(const fx_job *job, 
         _mm256_storeu_ps(t, c0[r]);
         _mm256_storeu_ps(t + 8, c1[r]);
         float *c = job->C + (long)(i0 + r) * job->ldc + j0;
-        for (int j = 0; j < w; j++) c[j] = fx_epilogue(t[j], job->bias, j0 + j, c[j], job->accumulate);
+        for (int j = 0; j < w; j++) c[j] = fx_epilogue(t[j], job->bias, j0 + j, c[j], job->flags);
     }
 }
 
@@ -216,7 +225,7 @@ __attribute__((target("avx512f"))) static void fx_tile_avx512(const fx_job *job,
     }
     __mmask16 m0 = (__mmask16)(w >= 16 ? 0xFFFF : ((1u << w) - 1u));
     __mmask16 m1 = (__mmask16)(w >= 32 ? 0xFFFF : (w <= 16 ? 0 : ((1u << (w - 16)) - 1u)));
-    __m512 bias0 = _mm512_setzero_ps(), bias1 = _mm512_setzero_ps();
+    __m512 bias0 = _mm512_setzero_ps(), bias1 = _mm512_setzero_ps(), zero = _mm512_setzero_ps();
     int has_bias = job->bias != NULL;
 #ifdef FX_MUTATE_BIAS_FIRST
     has_bias = 0;
@@ -228,8 +237,12 @@ __attribute__((target("avx512f"))) static void fx_tile_avx512(const fx_job *job,
     for (int r = 0; r < mr; r++) {
         if (ks) c0[r] = _mm512_add_ps(h0[r], c0[r]), c1[r] = _mm512_add_ps(h1[r], c1[r]);
         if (has_bias) c0[r] = _mm512_add_ps(c0[r], bias0), c1[r] = _mm512_add_ps(c1[r], bias1);
+        if (job->flags & FX_RELU) { /* x < 0 ? +0 : x, lane by lane (NaN and -0 unchanged) */
+            c0[r] = _mm512_mask_mov_ps(c0[r], _mm512_cmp_ps_mask(c0[r], zero, _CMP_LT_OQ), zero);
+            c1[r] = _mm512_mask_mov_ps(c1[r], _mm512_cmp_ps_mask(c1[r], zero, _CMP_LT_OQ), zero);
+        }
         float *c = job->C + (long)(i0 + r) * job->ldc + j0;
-        if (job->accumulate) {
+        if (job->flags & FX_ACCUMULATE) {
             c0[r] = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, c), c0[r]);
             c1[r] = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, c + 16), c1[r]);
         }
@@ -311,7 +324,7 @@ static float *fx_scratch(size_t floats) {
  * uses, so the two never compete for cores); a tile's bits do not depend on which thread runs it. */
 int fx_gemm(int b0, int b1, int M, int N, int K, const float *A, long sa0, long sa1, long lda, const float *B,
             long sb0, long sb1, long rsb, long csb, const float *bias, float *C, long sc0, long sc1, long ldc,
-            int accumulate, int threads, const float *bp) {
+            int flags, int threads, const float *bp) {
     if (M <= 0 || N <= 0 || b0 <= 0 || b1 <= 0) return 0;
     long items = (long)b0 * b1;
     if (K <= 0) { /* empty chain: +0, then the bias */
@@ -320,7 +333,7 @@ int fx_gemm(int b0, int b1, int M, int N, int K, const float *A, long sa0, long 
             for (int i = 0; i < M; i++)
                 for (int j = 0; j < N; j++) {
                     float *c = Ci + (long)i * ldc + j;
-                    *c = fx_epilogue(fx_chain_start(bias, j), bias, j, *c, accumulate);
+                    *c = fx_epilogue(fx_chain_start(bias, j), bias, j, *c, flags);
                 }
         }
         return 0;
@@ -352,7 +365,7 @@ int fx_gemm(int b0, int b1, int M, int N, int K, const float *A, long sa0, long 
     for (long t = 0; t < total; t++) {
         long it = t / tiles;
         fx_job job = {M,    N,   K,   A + (it / b1) * sa0 + (it % b1) * sa1, lda, NULL, 0, 0, bias,
-                      C + (it / b1) * sc0 + (it % b1) * sc1, ldc, accumulate};
+                      C + (it / b1) * sc0 + (it % b1) * sc1, ldc, flags};
         fx_run_tiles(&job, bp + it * per_item, isa, t % tiles, t % tiles + 1);
     }
     return 0;

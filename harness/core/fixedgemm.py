@@ -259,6 +259,7 @@ def gemm(
     out: torch.Tensor | None = None,
     accumulate: bool = False,
     mutant: str | None = None,
+    relu: bool = False,
 ) -> torch.Tensor:
     """``a @ b (+ bias)`` in fixed order: ``(..., M, K) @ (..., K, N) → (..., M, N)``.
 
@@ -267,7 +268,8 @@ def gemm(
     Leading (batch) dims: at most two, broadcast between ``a`` and ``b`` by stride 0 (``b`` of
     shape ``(K, N)`` serves every batch item). ``a``'s last dim and ``out``'s last dim must be
     contiguous (stride 1); ``b`` may have any strides (``k.transpose(-1, -2)`` for attention scores).
-    ``bias``: ``(N,)``, added once after the chain. ``accumulate``: ``out += a @ b + bias``
+    ``bias``: ``(N,)``, added once after the chain. ``relu``: then ``x < 0 ? 0 : x``, bit for bit
+    what ``torch.relu`` gives (a NaN or a -0 passes). ``accumulate``: ``out += a @ b + bias``
     (``out``'s old value added last). Returns ``out`` (allocated when None).
     """
     lib = library(mutant)
@@ -276,7 +278,7 @@ def gemm(
     packed = None
     if isinstance(b, Packed):
         if a.dim() == 2 and b.level == _level(lib):
-            return _gemm_packed(lib, a, b, bias, out, accumulate)
+            return _gemm_packed(lib, a, b, bias, out, accumulate, relu)
         b = b.b
     for name, t in (("a", a), ("b", b)) + ((("bias", bias),) if bias is not None else ()):
         _check(name, t)
@@ -318,7 +320,7 @@ def gemm(
         b.data_ptr(), sb0, sb1, b.stride(-2), b.stride(-1),
         bias.data_ptr() if bias is not None else None,
         out.data_ptr(), sc0, sc1, out.stride(-2),
-        int(accumulate), torch.get_num_threads(),
+        _flags(accumulate, relu), torch.get_num_threads(),
         packed.data_ptr() if packed is not None else None,
     )  # fmt: skip
     if rc != 0:
@@ -333,6 +335,7 @@ def _gemm_packed(
     bias: torch.Tensor | None,
     out: torch.Tensor | None,
     accumulate: bool,
+    relu: bool = False,
 ) -> torch.Tensor:
     """:func:`gemm`'s path for ``(M, K) @ packed (K, N)``: the acting forward's weights (fewer checks)."""
     _check("a", a)
@@ -355,18 +358,27 @@ def _gemm_packed(
     rc = lib.fx_gemm(
         1, 1, m, n, k, a.data_ptr(), 0, 0, a.stride(0), b.b.data_ptr(), 0, 0, b.b.stride(0), b.b.stride(1),
         bias.data_ptr() if bias is not None else None, out.data_ptr(), 0, 0, out.stride(0),
-        int(accumulate), torch.get_num_threads(), b.data.data_ptr(),
+        _flags(accumulate, relu), torch.get_num_threads(), b.data.data_ptr(),
     )  # fmt: skip
     if rc != 0:
         raise MemoryError("fixed-order kernel: out of memory for its packing buffer")
     return out
 
 
+def _flags(accumulate: bool, relu: bool) -> int:
+    """The kernel's epilogue flags (``FX_ACCUMULATE`` 1, ``FX_RELU`` 2)."""
+    return int(accumulate) | (2 if relu else 0)
+
+
 def gemm_scalar(
-    a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None = None, mutant: str | None = None
+    a: torch.Tensor,
+    b: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    mutant: str | None = None,
+    relu: bool = False,
 ) -> torch.Tensor:
-    """The definition, one ``fmaf`` at a time (``fx_gemm_scalar``): ``(M, K) @ (K, N) → (M, N)``.
-    Mutants do not touch it: it is what the fast paths are checked against."""
+    """The definition, one ``fmaf`` at a time (``fx_gemm_scalar``): ``(M, K) @ (K, N) → (M, N)``,
+    then ``relu`` if asked. Mutants do not touch it: it is what the fast paths are checked against."""
     lib = library(mutant)
     if lib is None:
         raise RuntimeError(unavailable(mutant) or "fixed-order kernel unavailable")
@@ -375,7 +387,7 @@ def gemm_scalar(
     bias = bias.contiguous() if bias is not None else None
     lib.fx_gemm_scalar(
         a.shape[0], b.shape[1], a.shape[1], a.data_ptr(), a.stride(0), b.data_ptr(), b.stride(0), 1,
-        bias.data_ptr() if bias is not None else None, out.data_ptr(), out.stride(0), 0,
+        bias.data_ptr() if bias is not None else None, out.data_ptr(), out.stride(0), _flags(False, relu),
     )  # fmt: skip
     return out
 
@@ -412,8 +424,8 @@ def self_check(mutant: str | None = None) -> tuple[bool, str]:
 
     Every path this CPU has (AVX-512, AVX2+FMA, scalar), 1 and 2 threads, odd shapes (M, N, K
     not multiples of any tile), bias and residual accumulation, against the scalar ``fmaf``
-    chain; and the known answer (:data:`KNOWN_ANSWER`). A kernel that splits K or adds the bias
-    first fails it. Takes milliseconds.
+    chain (and the ReLU epilogue against ``torch.relu``); and the known answer
+    (:data:`KNOWN_ANSWER`). A kernel that splits K or adds the bias first fails it. Takes milliseconds.
     """
     lib = library(mutant)
     if lib is None:
@@ -431,7 +443,12 @@ def self_check(mutant: str | None = None) -> tuple[bool, str]:
                     got = gemm(a, b, bias, mutant=mutant)
                     acc = torch.ones(m, n)
                     gemm(a, b, bias, out=acc, accumulate=True, mutant=mutant)
-                    if not (torch.equal(got, want) and torch.equal(acc, torch.ones(m, n) + want)):
+                    relu = gemm(a, b, bias, relu=True, mutant=mutant)
+                    if not (
+                        torch.equal(got, want)
+                        and torch.equal(acc, torch.ones(m, n) + want)
+                        and torch.equal(relu, torch.relu(want))
+                    ):
                         return False, (
                             f"fixed-order kernel ({ISAS[level]}, {t} threads) differs from the fmaf chain at "
                             f"M={m} K={kk} N={n}: it does not compute the definition"

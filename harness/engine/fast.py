@@ -188,6 +188,7 @@ class FastActionHead:
             ]
             self.packed_act = fixedgemm.Packed(self.w_act)
         self._masks: dict[tuple[int, torch.device], tuple[torch.Tensor, torch.Tensor]] = {}
+        self._full_masks: dict[tuple[int, int, torch.device], torch.Tensor] = {}
         self._local = threading.local()  # scratch buffers per thread: pipelines share one head
 
     def _order(self, k: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -203,12 +204,21 @@ class FastActionHead:
     def _mask(self, valid: torch.Tensor, k: int, device: torch.device) -> torch.Tensor:
         """Additive attention mask ``(n, 1, 3K-1, 3K-1)`` (sdpa's fastest form) from ``valid`` ``(n, K)``:
         causal and not padding; a padded query also sees itself so that its (unused) row is finite."""
+        full = bool(valid.all())  # most steps: every window full; its mask is built once
+        key = (n := valid.shape[0], k, device)
+        if full and key in self._full_masks:
+            return self._full_masks[key]
         causal, step = self._order(k, device)
-        n, t = valid.shape[0], 3 * k - 1
+        t = 3 * k - 1
         allowed = causal & valid.bool()[:, step][:, None, :]
         allowed |= torch.eye(t, dtype=torch.bool, device=device)
         mask = torch.zeros(n, 1, t, t, dtype=self.dtype, device=device)
-        return mask.masked_fill_(~allowed.unsqueeze(1), float("-inf"))
+        mask.masked_fill_(~allowed.unsqueeze(1), float("-inf"))
+        if full:  # read only from here on (sdpa and the fixed path add it, never write it)
+            if len(self._full_masks) > 8:
+                self._full_masks.pop(next(iter(self._full_masks)))
+            self._full_masks[key] = mask
+        return mask
 
     def _buf(self, n: int, k: int, device: torch.device) -> dict[str, torch.Tensor]:
         key = (n, k, device)
@@ -382,7 +392,7 @@ class FastActionHead:
             self._attend_fixed(q, kk, v, mask, layer.scaling, att_heads, b["scores"])
             fixedgemm.gemm(att, pw["w_o"], layer.b_o, out=x, accumulate=True)
             y = _ln(x, layer.ln_2)
-            hid = layer.act_(fixedgemm.gemm(y, pw["w_fc"], layer.b_fc, out=b["mlp"]))
+            hid = _mlp_in(layer, pw, y, b["mlp"])
             fixedgemm.gemm(hid, pw["w_proj"], layer.b_proj, out=x, accumulate=True)
 
         last, pw = self.layers[-1], self.packed[-1]
@@ -402,7 +412,7 @@ class FastActionHead:
         hl = x3[:, newest].contiguous()  # (n, h)
         fixedgemm.gemm(att1.view(n, h), pw["w_o"], last.b_o, out=hl, accumulate=True)
         y = _ln(hl, last.ln_2)
-        hid = last.act_(fixedgemm.gemm(y, pw["w_fc"], last.b_fc))
+        hid = _mlp_in(last, pw, y)
         fixedgemm.gemm(hid, pw["w_proj"], last.b_proj, out=hl, accumulate=True)
         final = _ln(hl, self.ln_f)
         out = fixedgemm.gemm(final, self.packed_act, self.b_act)
@@ -411,6 +421,14 @@ class FastActionHead:
         if self.tanh:
             out = out.tanh_()
         return out
+
+
+def _mlp_in(layer: _Layer, packed: dict[str, fixedgemm.Packed], y: torch.Tensor, out: torch.Tensor | None = None):
+    """``act(y @ w_fc + b_fc)`` ``(rows, inner)`` with the fixed-order product; a ReLU in the kernel's
+    epilogue (the same bits as ``torch.relu`` after it, one pass over the activations fewer)."""
+    if layer.relu:
+        return fixedgemm.gemm(y, packed["w_fc"], layer.b_fc, out=out, relu=True)
+    return layer.act_(fixedgemm.gemm(y, packed["w_fc"], layer.b_fc, out=out))
 
 
 def default_products(dtype: torch.dtype, device: torch.device | str = "cpu") -> str:
