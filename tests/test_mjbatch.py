@@ -69,6 +69,41 @@ def test_reset_by_mask_and_unstable_state():
     assert batch.env_steps == 2
 
 
+def test_a_slot_that_raises_ends_alone_and_is_rebuilt(monkeypatch):
+    """An exception in one slot's physics: that slot ends as env_error (zero row and reward), the
+    others step exactly as without it (with physics on two threads), and its data is rebuilt at reset."""
+    import mujoco
+
+    from harness.world import mjbatch
+
+    acts = np.full((4, 6), 0.2, dtype=np.float32)
+    clean = MujocoBatch("HalfCheetah-v4", 4, threads=2)
+    clean.reset(seed=[1, 2, 3, 4])
+    want = clean.step(acts)
+    batch = MujocoBatch("HalfCheetah-v4", 4, threads=2)
+    batch.reset(seed=[1, 2, 3, 4])
+    bad = batch.data[2]
+    real = mujoco.mj_step
+
+    def step(model, d, nstep=1):
+        if d is bad:
+            raise RuntimeError("simulator crashed\nsecond line")
+        return real(model, d, nstep=nstep)
+
+    monkeypatch.setattr(mjbatch.mujoco, "mj_step", step)
+    obs, r, term, trunc, info = batch.step(acts)
+    assert list(info["harness_status"]) == ["", "", Status.ENV_ERROR.value, ""]
+    assert info["harness_error"][2] == "RuntimeError: simulator crashed"
+    assert not obs[2].any() and r[2] == 0.0 and term[2] and not trunc[2]
+    for i in (0, 1, 3):
+        np.testing.assert_array_equal(obs[i], want[0][i])
+        assert r[i] == want[1][i]
+    monkeypatch.setattr(mjbatch.mujoco, "mj_step", real)
+    again, _ = batch.reset(seed=[None, None, 3, None], options={"reset_mask": np.array([0, 0, 1, 0], bool)})
+    assert batch.data[2] is not bad
+    np.testing.assert_array_equal(again[2], clean.reset(seed=[1, 2, 3, 4])[0][2])
+
+
 def test_unsupported_id():
     with pytest.raises(ValueError, match="no batched simulator"):
         MujocoBatch("Ant-v4", 2)

@@ -105,47 +105,66 @@ class MujocoBatch:
     def _warnings(self, i: int) -> int:
         return int(np.sum(self.data[i].warning.number))
 
-    def _observations(self, rows: np.ndarray) -> np.ndarray:
-        """``(len(rows), obs_dim)`` float64: ``qpos[1:]`` and ``qvel`` (clipped to ±10 but HalfCheetah's)."""
-        qpos = np.stack([self.data[i].qpos for i in rows])
-        qvel = np.stack([self.data[i].qvel for i in rows])
+    def _state(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``qpos`` ``(len(rows), nq)`` and ``qvel`` ``(len(rows), nv)`` of slots ``rows`` (copies)."""
+        qpos = np.empty((len(rows), self.model.nq))
+        qvel = np.empty((len(rows), self.model.nv))
+        for j, i in enumerate(rows):
+            d = self.data[i]
+            qpos[j], qvel[j] = d.qpos, d.qvel
+        return qpos, qvel
+
+    def _observations(self, qpos: np.ndarray, qvel: np.ndarray) -> np.ndarray:
+        """``(rows, obs_dim)`` float64: ``qpos[1:]`` and ``qvel`` (clipped to ±10 but HalfCheetah's)."""
         if self.task != "HalfCheetah":
             qvel = np.clip(qvel, -10, 10)
         return np.concatenate((qpos[:, 1:], qvel), axis=1)
 
-    def _healthy(self, rows: np.ndarray) -> np.ndarray:
-        qpos = np.stack([self.data[i].qpos for i in rows])
+    def _healthy(self, qpos: np.ndarray, qvel: np.ndarray) -> np.ndarray:
         z, angle = qpos[:, 1], qpos[:, 2]
         ok = (self.z_range[0] < z) & (z < self.z_range[1])
         ok &= (self.angle_range[0] < angle) & (angle < self.angle_range[1])
         if self.state_range is not None:  # Hopper: every state entry but x and z inside the range
-            qvel = np.stack([self.data[i].qvel for i in rows])
             state = np.concatenate((qpos, qvel), axis=1)[:, 2:]
             ok &= np.all((self.state_range[0] < state) & (state < self.state_range[1]), axis=1)
         return ok
 
-    def _physics(self, rows: np.ndarray, actions: np.ndarray) -> list[str]:
-        """Step slots ``rows`` with ``actions`` ``(len(rows), act_dim)``; an error text per row ("" if none)."""
+    def _physics(
+        self, rows: np.ndarray, actions: np.ndarray
+    ) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Step slots ``rows`` with ``actions`` ``(len(rows), act_dim)``.
 
-        def run(part: range) -> list[str]:
-            out = []
+        Returns an error text per row ("" if none), ``x`` before the step ``(rows,)``, ``qpos``
+        ``(rows, nq)`` and ``qvel`` ``(rows, nv)`` after it, and each slot's MuJoCo warning count
+        ``(rows,)``: everything the step reads from a slot's ``MjData``, gathered in one pass per slot
+        (in the thread that stepped it).
+        """
+        n = len(rows)
+        x_before = np.empty(n)
+        qpos = np.zeros((n, self.model.nq))
+        qvel = np.zeros((n, self.model.nv))
+        warn = np.zeros(n, dtype=np.int64)
+        errors = [""] * n
+
+        def run(part: range) -> None:
             for j in part:
                 d = self.data[rows[j]]
                 try:
+                    x_before[j] = d.qpos[0]
                     d.ctrl[:] = actions[j]
                     mujoco.mj_step(self.model, d, nstep=self.frame_skip)
                     mujoco.mj_rnePostConstraint(self.model, d)
-                    out.append("")
+                    qpos[j], qvel[j] = d.qpos, d.qvel
+                    warn[j] = int(np.sum(d.warning.number))
                 except Exception as exc:  # noqa: BLE001 - one slot's failure stays in its episode
-                    out.append(_one_line(exc))
-            return out
+                    errors[j] = _one_line(exc)
 
-        n = len(rows)
         if self._pool is None or n < 2 * self.threads:
-            return run(range(n))
-        bounds = np.linspace(0, n, self.threads + 1).astype(int)
-        parts = self._pool.map(run, [range(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)])
-        return [e for part in parts for e in part]
+            run(range(n))
+        else:
+            bounds = np.linspace(0, n, self.threads + 1).astype(int)
+            list(self._pool.map(run, [range(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]))
+        return errors, x_before, qpos, qvel, warn
 
     def _info(self, status: np.ndarray, error: np.ndarray) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {}
@@ -184,7 +203,7 @@ class MujocoBatch:
             self.warnings[i] = self._warnings(i)
         obs = np.zeros((self.num_envs, *self.single_observation_space.shape))
         if len(rows):
-            obs[rows] = self._observations(rows)
+            obs[rows] = self._observations(*self._state(rows))
         return obs, {}
 
     def step(self, actions: np.ndarray, mask: np.ndarray | None = None):
@@ -205,48 +224,45 @@ class MujocoBatch:
         if not len(rows):
             return obs, reward, term, trunc, {}
         act = actions[rows]
-        x_before = np.array([self.data[i].qpos[0] for i in rows])
-        errors = self._physics(rows, act)
-        x_after = np.array([self.data[i].qpos[0] for i in rows])
-        x_velocity = (x_after - x_before) / self.dt
+        errors, x_before, qpos, qvel, now = self._physics(rows, act)
+        x_velocity = (qpos[:, 0] - x_before) / self.dt
         ctrl_cost = self.ctrl_weight * np.sum(np.square(act), axis=1)
         forward = self.forward_weight * x_velocity
         if self.task == "HalfCheetah":
             r = forward - ctrl_cost
             done = np.zeros(len(rows), dtype=bool)
         else:
-            healthy = self._healthy(rows)
+            healthy = self._healthy(qpos, qvel)
             if self.version == "v4":
                 bonus = (healthy | self.terminate).astype(np.float64) * self.healthy_reward
             else:
                 bonus = healthy * self.healthy_reward
             r = (forward + bonus) - ctrl_cost
             done = ~healthy & self.terminate
-        o = self._observations(rows)
+        o = self._observations(qpos, qvel)
         self.elapsed[rows] += 1
         tr = self.elapsed[rows] >= self.max_steps if self.max_steps is not None else np.zeros(len(rows), dtype=bool)
-        # GuardedEnv's protections, per slot
-        for j, i in enumerate(rows):
+        # GuardedEnv's protections, per slot: the checks for all rows at once, then the rare ones
+        with np.errstate(invalid="ignore", over="ignore"):
+            finite = np.all(np.isfinite(o), axis=1)
+            bad_reward = ~np.isfinite(r)
+            unstable = ~finite | bad_reward | np.any(np.abs(o) > MAX_ABS_OBSERVATION, axis=1)
+        unstable |= now > self.warnings[rows]
+        failed = np.array([bool(e) for e in errors])
+        for j in np.flatnonzero(unstable | failed):
+            i = rows[j]
             if errors[j]:
                 self.broken[i] = True
                 o[j], r[j], done[j], tr[j] = 0.0, 0.0, True, False
                 status[i], error[i] = Status.ENV_ERROR.value, errors[j]
                 continue
-            now = self._warnings(i)
-            finite = bool(np.all(np.isfinite(o[j])))
-            if (
-                not finite
-                or not np.isfinite(r[j])
-                or np.any(np.abs(o[j]) > MAX_ABS_OBSERVATION)
-                or now > self.warnings[i]
-            ):
-                self.warnings[i] = now
-                status[i] = Status.UNSTABLE_STATE.value
-                done[j] = True
-                if not finite:
-                    o[j] = 0.0
-                if not np.isfinite(r[j]):
-                    r[j] = 0.0
+            self.warnings[i] = now[j]
+            status[i] = Status.UNSTABLE_STATE.value
+            done[j] = True
+            if not finite[j]:
+                o[j] = 0.0
+            if bad_reward[j]:
+                r[j] = 0.0
         obs[rows], reward[rows], term[rows], trunc[rows] = o, r, done, tr
         self.env_steps += len(rows)
         return obs, reward, term, trunc, self._info(status, error)
