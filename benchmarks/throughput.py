@@ -11,19 +11,27 @@ every method does the same work per episode:
    padded window through the stock ``transformers`` forward every step, finished episodes idle
    until the whole wave is done (``benchmarks/lockstep.py``);
 3. ``harness-stock``: the harness's rollout with the stock forward (isolates the fast path);
-4. ``harness``: the harness as shipped (exact fast path, fp32);
-5. ``harness-bf16``: ``--precision bf16``.
+4. ``harness``: the harness as shipped (exact fast path, fp32: the fixed-order products under the
+   default pinned numerics);
+5. ``harness-native``: the same under ``--numerics native`` (MKL's own products): what the
+   fixed-order kernel costs against the BLAS on this machine, measured beside it;
+6. ``harness-bf16``: ``--precision bf16``.
 
 Every measurement runs in a fresh subprocess (its peak RSS is its own). Ratios are against the
 reference loop measured in the same run. The FLOP floor of a method is the floating-point work
 per env-step of the computation it does (counted from the model config) over this machine's
-matrix-multiply rate, measured in the same run at the model's largest GEMM shape, in the
-method's dtype: ``pct_of_floor`` says how close a method gets to doing only matrix multiplies
-at full speed. Also measured: peak RSS against episode length (reference loop vs harness, one
-episode) and wall time against the number of episodes.
+matrix-multiply rate (MKL's default GEMM, hot in cache), measured at the model's largest GEMM
+shape in the method's dtype by the worker itself, in bursts just before and just after its
+rollout (this machine's speed drifts by tens of percent within a minute: a rate measured
+elsewhere in the run would say more about the drift than about the method): ``pct_of_floor``
+says how close a method gets to doing only matrix multiplies at full speed. Also measured: peak
+RSS against episode length (reference loop vs harness, one episode) and wall time against the
+number of episodes.
 
     python benchmarks/throughput.py                 # full (about 15 minutes here)
-    python benchmarks/throughput.py --quick         # reference vs harness at 32 slots only (a minute)
+    python benchmarks/throughput.py --quick         # harness and harness-native at 32 slots, 3 rounds (2 minutes)
+
+``--quick`` interleaves the two methods over ``--rounds`` rounds and reports the median of each.
 
 Writes ``results/benchmarks/throughput{,_memory,_scaling}.csv``, ``throughput.json`` (machine,
 versions, floors) and ``throughput.png``/``.svg``; ``--quick`` writes ``throughput_quick.*``.
@@ -51,7 +59,9 @@ import torch
 ENV_ID = "HalfCheetah-v4"
 TARGET = 6000.0
 HERE = Path(__file__).resolve().parent
-METHODS = ["lockstep", "harness-stock", "harness", "harness-bf16"]
+METHODS = ["lockstep", "harness-stock", "harness", "harness-native", "harness-bf16"]
+NATIVE_ENV = {"HARNESS_NUMERICS": "native"}
+"""The environment of a ``harness-native`` worker (the variables pinned numerics set are dropped)."""
 
 
 # ----------------------------------------------------------------------------- model and FLOPs
@@ -139,6 +149,8 @@ def measure(job: dict) -> dict:
     ckpt = load_checkpoint(job["checkpoint"])
     method, n, episodes, steps = job["method"], job["num_envs"], job["episodes"], job["episode_steps"]
     specs = [EpisodeSpec(TARGET, k, k) for k in range(episodes)]
+    dtype = torch.bfloat16 if method == "harness-bf16" else torch.float32
+    rates = [matmul_rate(dtype, seconds=0.3)]
     t0 = time.perf_counter()
     if method == "reference":
         done = sum(run_reference_episode(ckpt, ENV_ID, TARGET, k, steps).length for k in range(episodes))
@@ -150,13 +162,24 @@ def measure(job: dict) -> dict:
         )
         done = sum(r.length for r in run_episodes(policy, ENV_ID, specs, n, max_episode_steps=steps))
     seconds = time.perf_counter() - t0
-    return {"env_steps": int(done), "seconds": seconds, "peak_rss_mb": _peak_rss_mb()}
+    rates.append(matmul_rate(dtype, seconds=0.3))
+    return {
+        "env_steps": int(done),
+        "seconds": seconds,
+        "peak_rss_mb": _peak_rss_mb(),
+        "matmul_flops_per_s": float(np.mean(rates)),
+    }
 
 
 def run_job(job: dict) -> dict:
     """``measure`` in a fresh interpreter (own peak RSS, no allocator state carried over)."""
+    env = dict(os.environ)
+    if job["method"] == "harness-native":
+        for var in ("ATEN_CPU_CAPABILITY", "MKL_CBWR"):
+            env.pop(var, None)
+        env |= NATIVE_ENV
     out = subprocess.run(
-        [sys.executable, __file__, "--worker", json.dumps(job)], capture_output=True, text=True, check=False
+        [sys.executable, __file__, "--worker", json.dumps(job)], capture_output=True, text=True, check=False, env=env
     )
     if out.returncode != 0:
         raise RuntimeError(f"worker failed for {job}:\n{out.stderr[-2000:]}")
@@ -182,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory-steps", type=int, nargs="+", default=[1000, 4000, 16000], help="episode lengths")
     parser.add_argument("--scaling-episodes", type=int, nargs="+", default=[32, 64, 128, 256])
     parser.add_argument("--threads", type=int, default=None, help="torch threads per worker (default: torch's)")
+    parser.add_argument("--rounds", type=int, default=3, help="--quick: interleaved rounds of each method")
     parser.add_argument("--out", type=Path, default=Path("results/benchmarks"))
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -204,10 +228,12 @@ def main(argv: list[str] | None = None) -> int:
         "lockstep": ("stock", "fp32"),
         "harness-stock": ("stock", "fp32"),
         "harness": ("exact", "fp32"),
+        "harness-native": ("exact", "fp32"),
         "harness-bf16": ("exact", "bf16"),
     }
+    rounds = 1
     if args.quick:
-        methods, num_envs, args.reference_episodes = ["harness"], [32], 3
+        methods, num_envs, args.reference_episodes, rounds = ["harness", "harness-native"], [32], 3, args.rounds
     else:
         methods, num_envs = METHODS, args.num_envs
 
@@ -220,25 +246,30 @@ def main(argv: list[str] | None = None) -> int:
         fl, dt = floor_of[res["method"]]
         res["steps_per_s"] = res["env_steps"] / res["seconds"]
         res["flops_per_step"] = flops[fl]
-        res["floor_steps_per_s"] = rates[dt] / flops[fl]
+        res["floor_steps_per_s"] = res.get("matmul_flops_per_s", rates[dt]) / flops[fl]
         res["pct_of_floor"] = 100 * res["steps_per_s"] / res["floor_steps_per_s"]
         rows.append(res)
         return res
 
     ref = record(run_job(base | {"method": "reference", "num_envs": 1, "episodes": args.reference_episodes}))
     log(f"reference: {ref['steps_per_s']:,.0f} env-steps/s")
-    for n in num_envs:
-        for m in methods:
-            res = record(run_job(base | {"method": m, "num_envs": n, "episodes": max(n, args.min_episodes)}))
-            x = res["steps_per_s"] / ref["steps_per_s"]
-            log(f"{m:13} num_envs={n:4}: {res['steps_per_s']:7,.0f} env-steps/s ({x:.1f}x)")
+    for r in range(rounds):
+        for n in num_envs:
+            for m in methods:
+                res = record(run_job(base | {"method": m, "num_envs": n, "episodes": max(n, args.min_episodes)}))
+                res["round"] = r
+                x = res["steps_per_s"] / ref["steps_per_s"]
+                pct = res["pct_of_floor"]
+                log(f"{m:14} num_envs={n:4}: {res['steps_per_s']:7,.0f} env-steps/s ({x:.1f}x, {pct:.0f}% of floor)")
     # the reference again at the end: the machine's speed may drift during the run
     ref2 = record(run_job(base | {"method": "reference", "num_envs": 1, "episodes": args.reference_episodes}))
     ref_rate = (ref["steps_per_s"] + ref2["steps_per_s"]) / 2
     df = pd.DataFrame(rows)
     df["ratio_vs_reference"] = df["steps_per_s"] / ref_rate
     cols = ["method", "num_envs", "episodes", "episode_steps", "env_steps", "seconds", "steps_per_s"]
-    cols += ["ratio_vs_reference", "peak_rss_mb", "flops_per_step", "floor_steps_per_s", "pct_of_floor", "threads"]
+    cols += ["ratio_vs_reference", "peak_rss_mb", "flops_per_step", "matmul_flops_per_s", "floor_steps_per_s"]
+    cols += ["pct_of_floor", "threads", "round"]
+    df["round"] = df["round"].fillna(0).astype(int) if "round" in df else 0
     df = df[cols]
     args.out.mkdir(parents=True, exist_ok=True)
     name = "throughput_quick" if args.quick else "throughput"
@@ -267,8 +298,13 @@ def main(argv: list[str] | None = None) -> int:
         figure(df, meta, args.out / name)
         print(markdown(df))
         return 0
-    ratio = float(df.loc[df["method"] == "harness", "ratio_vs_reference"].iloc[0])
-    print(f"harness fp32 at 32 slots: {ratio:.2f}x the reference loop (wall clock, one run; not a gate)")
+    for m in methods:
+        sub = df[df["method"] == m]
+        print(
+            f"{m} fp32 at 32 slots, median of {len(sub)} rounds: {sub['pct_of_floor'].median():.0f}% of its FLOP floor "
+            f"(rounds {sub['pct_of_floor'].min():.0f}-{sub['pct_of_floor'].max():.0f}%), "
+            f"{sub['ratio_vs_reference'].median():.2f}x the reference loop (wall clock; not a gate)"
+        )
     return 0
 
 
@@ -310,7 +346,7 @@ def figure(df: pd.DataFrame, meta: dict, stem: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    colors = {"lockstep": "C1", "harness-stock": "C2", "harness": "C0", "harness-bf16": "C4"}
+    colors = {"lockstep": "C1", "harness-stock": "C2", "harness": "C0", "harness-native": "C3", "harness-bf16": "C4"}
     fig, ax = plt.subplots(figsize=(7, 4.5), constrained_layout=True)
     for m, c in colors.items():
         sub = df[df["method"] == m].sort_values("num_envs")
