@@ -1,7 +1,8 @@
 """Claims across tasks and seeds (issue 32): harness aggregate against an independent computation
 (rliable's definitions, written here with loops; rliable itself does not import with the pinned
 pandas) on sweeps of tiny checkpoints, harness select's disjoint seeds and optimism gap, a sweep
-logged to MLflow and TensorBoard and read back by their own readers, the model card parsed by
+logged to MLflow, TensorBoard and W&B (offline) and read back (MLflow's client, TensorBoard's
+EventAccumulator, W&B's own protobuf records from its log), the model card parsed by
 huggingface_hub, and bad input."""
 
 import numpy as np
@@ -187,6 +188,39 @@ def test_tensorboard_event_file_reads_back(runs, tmp_path):
         rows = summary[(summary["env_id"] == env_id)].sort_values("target")
         assert [e.step for e in events] == [100, 900]
         np.testing.assert_allclose([e.value for e in events], rows["score_mean"], rtol=1e-6)
+
+
+def test_wandb_offline_run_reads_back(runs, tmp_path, monkeypatch):
+    """An offline W&B run of a sweep, read back from the library's log with its own protobuf records:
+    every number in the summary, the arguments as config, the curves against the target, the files;
+    a damaged log is refused in one line."""
+    pytest.importorskip("wandb")
+    from harness.analysis.publish import read_wandb_run, sweep_metrics
+    from harness.core.errors import HarnessError
+
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))  # nothing outside the test's folder
+    folder = runs["b"][1]
+    assert log_command.main([str(folder), "--tracker", "wandb", "--uri", str(tmp_path / "wb")]) == 0
+    (run_dir,) = (tmp_path / "wb" / "wandb").glob("offline-run-*")
+    got = read_wandb_run(run_dir)
+    expected = sweep_metrics(folder)
+    assert {k: got["summary"][k] for k in expected} == expected and len(expected) >= 2 * 2 * 6
+    assert got["name"] == folder.name and got["config"]["episodes"] == "4"
+    summary = pd.read_csv(folder / "summary.csv")
+    for r in summary.itertuples():
+        rows = [h for h in got["history"] if h.get("target") == r.target]
+        assert [h[f"score/{r.env_id}.{r.checkpoint}"] for h in rows] == [pytest.approx(r.score_mean, rel=1e-12)]
+    assert {"episodes.csv", "summary.csv", "report.html"} <= set(got["files"])
+    assert (run_dir / "files" / "episodes.csv").read_bytes() == (folder / "episodes.csv").read_bytes()
+    log = next(run_dir.glob("run-*.wandb"))
+    data = bytearray(log.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    log.write_bytes(bytes(data))
+    with pytest.raises(HarnessError, match="damaged at byte"):
+        read_wandb_run(run_dir)
+    with pytest.raises(HarnessError, match="no run-"):
+        read_wandb_run(tmp_path)
 
 
 def test_card_parses_with_huggingface_hub(runs, tmp_path):

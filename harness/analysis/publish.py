@@ -1,4 +1,4 @@
-"""Results where people keep them: a sweep folder logged to MLflow or TensorBoard, and the
+"""Results where people keep them: a sweep folder logged to MLflow, TensorBoard or W&B, and the
 checkpoint's model card with the sweep's results in the Hub's ``model-index``.
 
 - :func:`log_mlflow`: one MLflow run per sweep folder (``mlflow-skinny``; a local file store,
@@ -12,6 +12,16 @@ checkpoint's model card with the sweep's results in the Hub's ``model-index``.
 - :func:`log_tensorboard`: an event file with, per env x checkpoint x shift, the mean score as a
   scalar whose step is the target return (TensorBoard then draws the return-conditioning curve),
   and the sweep's arguments as text.
+- :func:`log_wandb`: one W&B run per sweep folder, offline by default (``wandb sync`` uploads it
+  later; ``WANDB_MODE=online`` logs straight to the server): the sweep's arguments as the run's
+  config, every number :func:`sweep_metrics` gives in its summary, the return-conditioning curves
+  as history (``score/<env>.<checkpoint>[/<shift>]`` against the ``target`` metric, W&B's custom
+  x-axis) and a copy of every file of the folder saved with the run.
+- :func:`read_wandb_run`: an offline run's records (config, summary, history, saved files) read
+  back from its ``run-*.wandb`` log, decoded with W&B's own protobuf ``Record``. wandb 0.31 has no
+  reader of its own that works without a server (its ``LocalApi`` is an open pull request), so the
+  framing is read here: the documented LevelDB log format W&B writes (32 KiB blocks, records of
+  type full/first/middle/last, each with a CRC-32 that is checked).
 - :func:`model_card`: ``huggingface_hub``'s ``ModelCardData`` with one ``EvalResult`` per env of
   the checkpoint: the env id as the dataset type, the training data's name, the D4RL-normalised
   score and the mean return at the target ``at`` chooses (named in the metric), and a body that
@@ -25,6 +35,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
+import struct
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +48,7 @@ from harness.analysis.robustness import with_shift
 from harness.core.errors import HarnessError
 from harness.core.schema import CALIBRATION, METADATA, NO_SHIFT, ROBUSTNESS, SUMMARY
 
-TRACKERS = ("mlflow", "tensorboard")
+TRACKERS = ("mlflow", "tensorboard", "wandb")
 CELL_METRICS = ("score_mean", "score_ci_low", "score_ci_high", "return_mean", "n", "n_failed")
 CALIBRATION_METRICS = ("rho", "slope", "tracking_error", "best_score", "stuck_share", "above_ratio")
 _READ = {"keep_default_na": False, "na_values": [""]}
@@ -121,6 +134,129 @@ def log_tensorboard(folder: Path, logdir: Path) -> Path:
     writer.flush()
     writer.close()
     return Path(logdir)
+
+
+def _curves(folder: Path) -> dict[float, dict[str, float]]:
+    """The return-conditioning curves by target, ascending: ``{target: {series: score_mean}}``."""
+    summary = with_shift(pd.read_csv(Path(folder) / SUMMARY, **_READ))
+    out: dict[int, dict[str, float]] = {}
+    for (env_id, label, shift), rows in summary.groupby(["env_id", "checkpoint", "shift"], sort=False):
+        tag = "score/" + _name(env_id, label) + ("" if shift == NO_SHIFT else "/" + _name(shift))
+        for r in rows.itertuples():
+            if pd.notna(r.score_mean):
+                out.setdefault(float(r.target), {})[tag] = float(r.score_mean)
+    return dict(sorted(out.items()))
+
+
+def log_wandb(folder: Path, directory: Path, project: str = "harness") -> tuple[str, Path]:
+    """Log a sweep folder as one W&B run under ``directory`` (offline unless ``WANDB_MODE`` says
+    otherwise); returns the run id and the run's folder (``directory/wandb/offline-run-*``)."""
+    try:
+        import wandb
+    except ImportError:
+        raise HarnessError("W&B is not installed; pip install 'harness[track]' (wandb)") from None
+    folder = Path(folder)
+    metrics = sweep_metrics(folder)  # the folder check
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    settings = wandb.Settings(silent=True, console="off", x_disable_stats=True, save_code=False)
+    run = wandb.init(
+        project=project,
+        name=folder.name,
+        dir=str(directory),
+        mode=os.environ.get("WANDB_MODE") or "offline",
+        job_type="evaluation",
+        config=_params(folder),
+        settings=settings,
+    )
+    try:
+        # the curves against the target return (W&B's custom x-axis: targets may be negative)
+        run.define_metric("target")
+        run.define_metric("score/*", step_metric="target")
+        for target, values in _curves(folder).items():
+            run.log({"target": target} | values)
+        run.summary.update(metrics)
+        run.summary["harness.folder"] = str(folder.resolve())
+        for path in sorted(folder.iterdir()):  # copies in the run's folder: it outlives the sweep folder
+            if path.is_file() and not path.name.startswith("."):
+                dest = Path(run.dir) / path.name
+                shutil.copy2(path, dest)
+                run.save(str(dest), base_path=run.dir, policy="now")
+        run_dir = Path(run.dir).parent
+        run_id = str(run.id)
+    finally:
+        run.finish()
+    return run_id, run_dir
+
+
+_WANDB_HEADER = b":W&B" + struct.pack("<HB", 0xBEE1, 0)
+"""The first 7 bytes of a ``.wandb`` log: identifier, magic number, format version 0."""
+_BLOCK = 32768
+_FULL, _FIRST, _MIDDLE, _LAST = 1, 2, 3, 4
+
+
+def _wandb_records(path: Path) -> list[bytes]:
+    """The serialised records of a ``.wandb`` log (LevelDB log framing, CRC-32 checked)."""
+    data = Path(path).read_bytes()
+    if not data.startswith(_WANDB_HEADER):
+        raise HarnessError(f"{path} is not a W&B run log (its header is {data[:7]!r}); pass a run-*.wandb file")
+    records: list[bytes] = []
+    pos, pending = len(_WANDB_HEADER), None
+    while pos + 7 <= len(data):
+        left = _BLOCK - pos % _BLOCK
+        if left < 7:  # a block's trailer: zeros, then the next block
+            pos += left
+            continue
+        crc, n, kind = struct.unpack("<IHB", data[pos : pos + 7])
+        if kind == 0 and n == 0:  # zero padding to the end of the block
+            pos += left
+            continue
+        body = data[pos + 7 : pos + 7 + n]
+        if len(body) != n or zlib.crc32(body, zlib.crc32(bytes([kind]))) != crc:
+            raise HarnessError(f"{path} is damaged at byte {pos} (a record fails its checksum); log the sweep again")
+        pos += 7 + n
+        if kind == _FULL:
+            records.append(body)
+        elif kind == _FIRST:
+            pending = body
+        elif kind in (_MIDDLE, _LAST) and pending is not None:
+            pending += body
+            if kind == _LAST:
+                records.append(pending)
+                pending = None
+    return records
+
+
+def read_wandb_run(run_dir: Path) -> dict[str, Any]:
+    """An offline W&B run read back from its folder: ``{"id", "name", "project", "config",
+    "summary", "history", "files"}``; config and summary as ``{key: value}`` (later updates win),
+    history as a list of ``{key: value}`` rows in logged order, files as the paths saved."""
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    logs = sorted(Path(run_dir).glob("run-*.wandb"))
+    if not logs:
+        raise HarnessError(f"{run_dir} has no run-*.wandb log; pass a W&B run folder (wandb/offline-run-*)")
+    out: dict[str, Any] = {"config": {}, "summary": {}, "history": [], "files": []}
+
+    def key(item: Any) -> str:
+        return ".".join(item.nested_key) if item.nested_key else item.key
+
+    for blob in _wandb_records(logs[-1]):
+        record = pb.Record()
+        record.ParseFromString(blob)
+        kind = record.WhichOneof("record_type")
+        if kind == "run":
+            out |= {"id": record.run.run_id, "name": record.run.display_name, "project": record.run.project}
+            out["config"] |= {key(u): json.loads(u.value_json) for u in record.run.config.update}
+        elif kind == "config":
+            out["config"] |= {key(u): json.loads(u.value_json) for u in record.config.update}
+        elif kind == "summary":
+            out["summary"] |= {key(u): json.loads(u.value_json) for u in record.summary.update}
+        elif kind == "history":
+            out["history"].append({key(i): json.loads(i.value_json) for i in record.history.item})
+        elif kind == "files":
+            out["files"] += [f.path for f in record.files.files]
+    return out
 
 
 def model_card(folder: Path, env: str | None = None, checkpoint: str | None = None, at: str = "best") -> Any:
