@@ -10,11 +10,13 @@ Rewrites the blocks between the ``begin ... table`` / ``end ... table`` markers 
 
 from __future__ import annotations
 
-import re
 import sys
 from pathlib import Path
 
 import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from doc_tables import fill, write  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = ROOT / "docs" / "claims.md"
@@ -55,21 +57,17 @@ def aggregate_table() -> str:
     return "\n".join(lines)
 
 
+TABLES = {"select": select_table, "aggregate": aggregate_table}
+"""The page's generated blocks (:mod:`doc_tables`)."""
+
+
 def render(page: str) -> str:
-    for name, table in (("select", select_table), ("aggregate", aggregate_table)):
-        page = re.sub(
-            rf"(<!-- begin {name} table:[^\n]*-->\n).*?(<!-- end {name} table -->)",
-            lambda m, t=table: m.group(1) + t() + "\n" + m.group(2),
-            page,
-            flags=re.S,
-        )
-    return page
+    """``page`` with its tables rebuilt from the result files."""
+    return fill(page, TABLES)
 
 
 def main() -> int:
-    PAGE.write_text(render(PAGE.read_text()))
-    print(f"wrote {PAGE}")
-    return 0
+    return write(PAGE, TABLES)
 
 
 if __name__ == "__main__":

@@ -10,11 +10,13 @@ the probe numbers from ``results/probe/<env>/probe.csv`` and ``probe_attention.c
 
 from __future__ import annotations
 
-import re
 import sys
 from pathlib import Path
 
 import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from doc_tables import fill, write  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = ROOT / "docs" / "return-token.md"
@@ -62,21 +64,17 @@ def probe_table() -> str:
     return "\n".join(lines)
 
 
+TABLES = {"calibration": calibration_table, "probe": probe_table}
+"""The page's generated blocks (:mod:`doc_tables`)."""
+
+
 def render(page: str) -> str:
-    for name, table in (("calibration", calibration_table), ("probe", probe_table)):
-        page = re.sub(
-            rf"(<!-- begin {name} table:[^\n]*-->\n).*?(<!-- end {name} table -->)",
-            lambda m, t=table: m.group(1) + t() + "\n" + m.group(2),
-            page,
-            flags=re.S,
-        )
-    return page
+    """``page`` with its tables rebuilt from the result files."""
+    return fill(page, TABLES)
 
 
 def main() -> int:
-    PAGE.write_text(render(PAGE.read_text()))
-    print(f"wrote {PAGE}")
-    return 0
+    return write(PAGE, TABLES)
 
 
 if __name__ == "__main__":

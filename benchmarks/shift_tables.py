@@ -9,11 +9,13 @@ the commands on that page). ``tests/test_docs.py`` checks that the page is curre
 
 from __future__ import annotations
 
-import re
 import sys
 from pathlib import Path
 
 import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from doc_tables import fill, write  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = ROOT / "docs" / "shift.md"
@@ -61,19 +63,17 @@ def shift_table() -> str:
     return "\n".join(lines)
 
 
+TABLES = {"shift": shift_table}
+"""The page's generated blocks (:mod:`doc_tables`)."""
+
+
 def render(page: str) -> str:
-    return re.sub(
-        r"(<!-- begin shift table:[^\n]*-->\n).*?(<!-- end shift table -->)",
-        lambda m: m.group(1) + shift_table() + "\n" + m.group(2),
-        page,
-        flags=re.S,
-    )
+    """``page`` with its tables rebuilt from the result files."""
+    return fill(page, TABLES)
 
 
 def main() -> int:
-    PAGE.write_text(render(PAGE.read_text()))
-    print(f"wrote {PAGE}")
-    return 0
+    return write(PAGE, TABLES)
 
 
 if __name__ == "__main__":

@@ -37,8 +37,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
 
-from harness.analysis.robustness import with_shift
-from harness.core.schema import CALIBRATION, EPISODES, NO_SHIFT, SUMMARY, Status
+from harness.analysis.robustness import condition_tag, with_shift
+from harness.core.schema import CALIBRATION, EPISODES, READ_OPTIONS, SUMMARY, Status
 from harness.core.stats import N_RESAMPLES
 from harness.world.envs import resolve_env
 
@@ -191,7 +191,7 @@ def calibration(
 def write_calibration(folder: Path) -> Path:
     """Write ``folder/calibration.csv`` from its ``episodes.csv`` and ``summary.csv``; returns its path."""
     folder = Path(folder)
-    read = {"keep_default_na": False, "na_values": [""]}
+    read = READ_OPTIONS
     cal = calibration(pd.read_csv(folder / EPISODES, **read), pd.read_csv(folder / SUMMARY, **read))
     path = folder / CALIBRATION
     path.write_text(cal.to_csv(index=False))
@@ -264,10 +264,8 @@ def compare_calibration(
             ids = mine["env_id"] if "env_id" in mine else pd.Series([None] * len(mine), index=mine.index)
             conds = list(dict.fromkeys(zip(ids, mine["shift"], strict=True)))
             for env_id, shift in conds:
-                tag = ([str(env_id).rsplit("-", 1)[-1]] if len({c[0] for c in conds}) > 1 else []) + (
-                    [shift] if shift != NO_SHIFT else []
-                )
-                jobs.append((env_name, b_label, c_label, env_id, shift, f" [{', '.join(tag)}]" if tag else ""))
+                tag = condition_tag(env_id, shift, len({c[0] for c in conds}) > 1)
+                jobs.append((env_name, b_label, c_label, env_id, shift, f" [{tag}]" if tag else ""))
     tests = len(jobs) * len(COMPARE_NUMBERS)
     confidence = 1 - alpha / max(tests, 1)
     lo_q, hi_q = 100 * (1 - confidence) / 2, 100 * (1 + confidence) / 2

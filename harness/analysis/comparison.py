@@ -34,9 +34,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from harness.analysis.robustness import with_shift
+from harness.analysis.robustness import condition_tag, with_shift
 from harness.core.errors import HarnessError
-from harness.core.schema import EPISODE_COLUMNS, EPISODES, NO_SHIFT, Status
+from harness.core.schema import EPISODE_COLUMNS, EPISODES, NO_SHIFT, READ_OPTIONS, Status
 from harness.core.stats import bootstrap_ci, bootstrap_difference_ci
 
 DEFAULT_MIN_DROP = 5.0
@@ -83,7 +83,7 @@ def read_sweep(folder: Path) -> pd.DataFrame:
             f"{folder} is not a sweep folder (no {EPISODES}); pass folders written by harness.commands.sweep"
         )
     try:
-        df = pd.read_csv(path, keep_default_na=False, na_values=[""])
+        df = pd.read_csv(path, **READ_OPTIONS)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise HarnessError(f"{path} is not a readable CSV ({type(exc).__name__}); rerun that sweep") from None
     missing = [c for c in EPISODE_COLUMNS if c not in df.columns and c not in ("video", "shift")]
@@ -196,10 +196,8 @@ def compare(
                     raise HarnessError(
                         f"{env}: the baseline ran targets {tb} and the candidate {tc}; compare sweeps of the same grid"
                     )
-                tag = ([env_id.rsplit("-", 1)[-1]] if len({c[0] for c in conds}) > 1 else []) + (
-                    [shift] if shift != NO_SHIFT else []
-                )
-                la, lb = (f"{a} [{', '.join(tag)}]", f"{b} [{', '.join(tag)}]") if tag else (a, b)
+                tag = condition_tag(env_id, shift, len({c[0] for c in conds}) > 1)
+                la, lb = (f"{a} [{tag}]", f"{b} [{tag}]") if tag else (a, b)
                 jobs.append((env, la, lb, cb, cc, tb, shift))
     m = sum(len(job[5]) for job in jobs) + len(jobs)
     confidence = 1 - alpha / m

@@ -36,6 +36,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from harness.analysis.robustness import condition_tag  # noqa: E402
 from harness.core.errors import HarnessError  # noqa: E402
 from harness.core.schema import (  # noqa: E402
     CALIBRATION,
@@ -48,6 +49,7 @@ from harness.core.schema import (  # noqa: E402
     FIGURE_SHIFT,
     METADATA,
     NO_SHIFT,
+    READ_OPTIONS,
     ROBUSTNESS,
     SUMMARY,
     Status,
@@ -409,10 +411,8 @@ def condition_labels(frame: pd.DataFrame, several_versions: bool) -> pd.Series:
     """Each row's condition: its env version (when the sweep has several) and shift label;
     ``""`` for the unshifted cell of the first version."""
     shift = frame["shift"].fillna(NO_SHIFT).astype(str) if "shift" in frame else pd.Series(NO_SHIFT, frame.index)
-    parts = []
-    for env_id, s in zip(frame.get("env_id", pd.Series("", frame.index)), shift, strict=True):
-        bits = ([str(env_id).rsplit("-", 1)[-1]] if several_versions else []) + ([s] if s != NO_SHIFT else [])
-        parts.append(", ".join(bits))
+    ids = frame.get("env_id", pd.Series("", frame.index))
+    parts = [condition_tag(env_id, s, several_versions) for env_id, s in zip(ids, shift, strict=True)]
     return pd.Series(parts, index=frame.index)
 
 
@@ -517,7 +517,7 @@ def save_figures(out: Path) -> list[Path]:
         raise HarnessError(f"{summary_path} lacks columns {', '.join(missing)}; rerun the sweep")
     if summary.empty:
         raise HarnessError(f"{summary_path} has no rows; rerun the sweep")
-    read = {"keep_default_na": False, "na_values": [""]}  # the shift label "none" stays a string
+    read = READ_OPTIONS
     summary = pd.read_csv(summary_path, **read)
     cal_path = out / CALIBRATION
     calibration = pd.read_csv(cal_path, **read) if cal_path.is_file() else None

@@ -46,12 +46,12 @@ import pandas as pd
 from harness.analysis.aggregate import PAPER_TARGETS
 from harness.analysis.robustness import with_shift
 from harness.core.errors import HarnessError
-from harness.core.schema import CALIBRATION, METADATA, NO_SHIFT, ROBUSTNESS, SUMMARY
+from harness.core.schema import CALIBRATION, METADATA, NO_SHIFT, READ_OPTIONS, ROBUSTNESS, SUMMARY
 
 TRACKERS = ("mlflow", "tensorboard", "wandb")
 CELL_METRICS = ("score_mean", "score_ci_low", "score_ci_high", "return_mean", "n", "n_failed")
 CALIBRATION_METRICS = ("rho", "slope", "tracking_error", "best_score", "stuck_share", "above_ratio")
-_READ = {"keep_default_na": False, "na_values": [""]}
+_READ = READ_OPTIONS
 
 
 def _name(*parts: object) -> str:

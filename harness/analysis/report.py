@@ -23,6 +23,7 @@ from harness.core.schema import (
     FIGURES,
     METADATA,
     NO_SHIFT,
+    READ_OPTIONS,
     ROBUSTNESS,
     SUMMARY,
     VIDEO_DIR,
@@ -173,7 +174,7 @@ def write_report(folder: Path, title: str | None = None) -> Path:
     Needs ``summary.csv``; uses ``metadata.json``, the figures' PNGs and the videos when present.
     """
     folder = Path(folder)
-    read = {"keep_default_na": False, "na_values": [""]}
+    read = READ_OPTIONS
     summary = pd.read_csv(folder / SUMMARY, **read)
     view = dict(SUMMARY_VIEW)
     if "shift" in summary and (summary["shift"] != NO_SHIFT).any():  # facet: the shift and what it keeps

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from harness.core.schema import EPISODES, NO_SHIFT, ROBUSTNESS, Status
+from harness.core.schema import EPISODES, NO_SHIFT, READ_OPTIONS, ROBUSTNESS, Status
 from harness.core.stats import N_RESAMPLES
 
 ROBUSTNESS_COLUMNS = [
@@ -34,6 +34,14 @@ ROBUSTNESS_COLUMNS = [
 """``robustness.csv``'s columns: one row per env x checkpoint x shifted condition."""
 
 Key = tuple[str, str, str, str, float]
+
+
+def condition_tag(env_id: object, shift: str, with_version: bool) -> str:
+    """A condition's short label: the env version (``v5``; when ``with_version``) and the shift
+    label, comma-joined (``"v5, mass=0.8"``); ``""`` for the unshifted cell without the version.
+    Tables, comparisons and figures name a condition with it."""
+    bits = ([str(env_id).rsplit("-", 1)[-1]] if with_version else []) + ([str(shift)] if shift != NO_SHIFT else [])
+    return ", ".join(bits)
 
 
 def with_shift(df: pd.DataFrame) -> pd.DataFrame:
@@ -137,7 +145,7 @@ def robustness(episodes: pd.DataFrame, n_resamples: int = N_RESAMPLES, seed: int
 def write_robustness(folder: Path) -> Path | None:
     """Write ``robustness.csv`` from a sweep folder's ``episodes.csv``; None (and no file) when the
     sweep has no shifted condition."""
-    table = robustness(pd.read_csv(Path(folder) / EPISODES, keep_default_na=False, na_values=[""]))
+    table = robustness(pd.read_csv(Path(folder) / EPISODES, **READ_OPTIONS))
     path = Path(folder) / ROBUSTNESS
     if table.empty:
         path.unlink(missing_ok=True)

@@ -29,6 +29,7 @@ from harness.core.schema import (
     EXIT_FAILED_EPISODES,
     EXIT_OK,
     NO_SHIFT,
+    READ_OPTIONS,
     SUMMARY,
     Status,
 )
@@ -117,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> int:
         episodes = run_sweep(config, command=command, flags=True)
-        read = {"keep_default_na": False, "na_values": [""]}
+        read = READ_OPTIONS
         _print_summary(pd.read_csv(Path(config.out) / SUMMARY, **read), Path(config.out))
         if (Path(config.out) / CALIBRATION).is_file():
             print("return conditioning (95% bootstrap CIs; calibration.csv):")

@@ -124,6 +124,11 @@ unshifted cell's at the same target, paired by seed (:mod:`harness.analysis.robu
 NO_SHIFT = "none"
 """The ``shift`` label of an unshifted episode (:mod:`harness.world.shift`); older files lack the
 column and read as this."""
+
+READ_OPTIONS: dict[str, object] = {"keep_default_na": False, "na_values": [""]}
+"""How every table of a sweep folder is read: ``pd.read_csv(path, **READ_OPTIONS)``. Only an empty
+field is missing, so a label such as ``none`` (no shift), ``NA`` or ``null`` stays a string."""
+
 CELL_KEY = ["env", "env_id", "checkpoint", "shift", "target"]
 EPISODE_KEY = [*CELL_KEY, "episode"]
 LEGACY_EPISODE_COLUMNS = [c for c in EPISODE_COLUMNS if c != "shift"]

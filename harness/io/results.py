@@ -27,7 +27,7 @@ from typing import Any
 import pandas as pd
 
 from harness.core.errors import HarnessError
-from harness.core.schema import EPISODE_KEY, IDENTITY, NO_SHIFT, RESULT_FILES, VIDEO_DIR, figure_files
+from harness.core.schema import EPISODE_KEY, IDENTITY, NO_SHIFT, READ_OPTIONS, RESULT_FILES, VIDEO_DIR, figure_files
 
 FSYNC_INTERVAL_S = 1.0
 
@@ -160,7 +160,7 @@ def read_episodes(
         return pd.DataFrame(columns=list(columns))
     _drop_torn_line(path)
     try:
-        df = pd.read_csv(path, keep_default_na=False, na_values=[""])
+        df = pd.read_csv(path, **READ_OPTIONS)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
         first = (str(exc).strip().splitlines() or [""])[0]
         raise HarnessError(f"{path} is corrupted ({first}); {fix}") from None
