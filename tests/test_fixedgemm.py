@@ -129,6 +129,32 @@ def test_the_relu_epilogue_is_torch_relu_bit_for_bit(shape):
                 assert torch.equal(got.view(torch.int32), want.view(torch.int32)), (level, threads, type(operand))
 
 
+@pytest.mark.parametrize("shape", [(1, 5, 7), (13, 19, 37), (70, 33, 130), (944, 128, 512)])
+def test_the_fused_mlp_is_the_two_products_bit_for_bit(shape):
+    """``mlp`` equals ``gemm(gemm(y, w1, b1, relu), w2, b2, accumulate)`` on every path and thread count,
+    with and without the ReLU, on odd shapes; a packing made for another path falls back, same bits."""
+    m, h, inner = shape
+    g = torch.Generator().manual_seed(m)
+    y, w1, b1 = torch.randn(m, h, generator=g), torch.randn(h, inner, generator=g), torch.randn(inner, generator=g)
+    w2, b2, x0 = torch.randn(inner, h, generator=g), torch.randn(h, generator=g), torch.randn(m, h, generator=g)
+    for relu in (True, False):
+        hid = fixedgemm.gemm_scalar(y, w1, b1, relu=relu)
+        want = x0 + fixedgemm.gemm_scalar(hid, w2, b2)
+        for level in levels():
+            fixedgemm.set_isa(level)
+            p1, p2 = fixedgemm.Packed(w1), fixedgemm.Packed(w2)
+            for threads in (1, 2):
+                torch.set_num_threads(threads)
+                x = x0.clone()
+                fixedgemm.mlp(y, p1, b1, p2, b2, out=x, relu=relu)
+                assert torch.equal(x, want), (relu, level, threads)
+            if level > 0:  # packed for this path, run on a lower one: the unfused products
+                fixedgemm.set_isa(level - 1)
+                x = x0.clone()
+                fixedgemm.mlp(y, p1, b1, p2, b2, out=x, relu=relu)
+                assert torch.equal(x, want), (relu, level, "stale packing")
+
+
 @pytest.mark.slow
 def test_a_row_is_the_same_at_every_position_and_batch_size():
     """Batch 1..64, the probe row at every position: its output never changes (any path, 1 and 2 threads)."""

@@ -371,6 +371,39 @@ int fx_gemm(int b0, int b1, int M, int N, int K, const float *A, long sa0, long 
     return 0;
 }
 
+/* The MLP of a transformer block, fused by row block:  X[i, :] += act(Y[i, :] @ W1 + b1) @ W2 + b2
+ * for rows i < M, with W1 (H x I) and W2 (I x H) packed once by fx_pack_b (p1, p2), act ReLU when
+ * relu (else none). Each row block's hidden activations (mr x I) live in a thread's own buffer
+ * (L1/L2) instead of an M x I matrix in memory. Every element is the chain it is in two fx_gemm
+ * calls (the hidden: chain over H, + b1, ReLU; X: X + (chain over I, + b2)): the same bits. */
+int fx_mlp(int M, int H, int I, const float *Y, long ldy, const float *p1, const float *b1, const float *p2,
+           const float *b2, float *X, long ldx, int relu, int threads) {
+    if (M <= 0 || H <= 0 || I <= 0) return 0;
+    int isa = fx_path(), nr, mr;
+    fx_shape(isa, &nr, &mr);
+    long blocks = (M + mr - 1) / mr, panels1 = (I + nr - 1) / nr, panels2 = (H + nr - 1) / nr;
+    int failed = 0;
+    int parallel = threads > 1 && blocks >= 2 * threads;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(threads) if (parallel) reduction(| : failed)
+#else
+    (void)parallel;
+#endif
+    for (long blk = 0; blk < blocks; blk++) {
+        float *hid = fx_scratch((size_t)mr * I);
+        if (!hid) {
+            failed = 1;
+            continue;
+        }
+        int i0 = (int)(blk * mr), rows = M - i0 < mr ? M - i0 : mr;
+        fx_job up = {rows, I, H, Y + (long)i0 * ldy, ldy, NULL, 0, 0, b1, hid, I, relu ? FX_RELU : 0};
+        fx_run_tiles(&up, p1, isa, 0, panels1);
+        fx_job down = {rows, H, I, hid, I, NULL, 0, 0, b2, X + (long)i0 * ldx, ldx, FX_ACCUMULATE};
+        fx_run_tiles(&down, p2, isa, 0, panels2);
+    }
+    return failed ? -1 : 0;
+}
+
 /* Floats a packed (K, N) B takes on this CPU's path (fx_pack_b's dst). */
 long fx_packed_size(int N, int K) {
     int nr, mr;

@@ -177,6 +177,8 @@ def _load(mutant: str | None) -> ctypes.CDLL | None:
             lib.fx_gemm_scalar.argtypes = [_I, _I, _I, _P, _L, _P, _L, _L, _P, _P, _L, _I]
             lib.fx_gemm_scalar.restype = None
             lib.fx_set_isa.argtypes, lib.fx_set_isa.restype = [_I], None
+            lib.fx_mlp.argtypes = [_I, _I, _I, _P, _L, _P, _P, _P, _P, _P, _L, _I, _I]
+            lib.fx_mlp.restype = _I
         except (OSError, RuntimeError, subprocess.SubprocessError) as e:
             _why[mutant] = f"the fixed-order kernel could not be built here ({e}); fp32 products fall back to torch's"
             lib = None
@@ -365,6 +367,48 @@ def _gemm_packed(
     return out
 
 
+def mlp(
+    y: torch.Tensor,
+    w1: Packed,
+    b1: torch.Tensor,
+    w2: Packed,
+    b2: torch.Tensor,
+    out: torch.Tensor,
+    relu: bool = True,
+    mutant: str | None = None,
+) -> torch.Tensor:
+    """A block's MLP into its residual stream: ``out += act(y @ w1 + b1) @ w2 + b2`` (act: ReLU or none).
+
+    ``y``: ``(M, H)``; ``w1``: packed ``(H, I)``; ``w2``: packed ``(I, H)``; ``out``: ``(M, H)``.
+    The same bits as ``gemm(gemm(y, w1, b1, relu=relu), w2, b2, out=out, accumulate=True)`` (each
+    element is the same chain), fused by row block in the kernel: the ``(M, I)`` activations never
+    go to memory. Falls back to the two products where the packing is stale (:func:`set_isa`).
+    """
+    lib = library(mutant)
+    if lib is None:
+        raise RuntimeError(unavailable(mutant) or "fixed-order kernel unavailable")
+    m, h = y.shape
+    if w1.shape[0] != h or w2.shape != (w1.shape[1], h) or tuple(out.shape) != (m, h):
+        raise ValueError(f"mlp shapes: y {tuple(y.shape)}, w1 {w1.shape}, w2 {w2.shape}, out {tuple(out.shape)}")
+    level = _level(lib)
+    if w1.level != level or w2.level != level:
+        hid = gemm(y, w1, b1, relu=relu, mutant=mutant)
+        return gemm(hid, w2, b2, out=out, accumulate=True, mutant=mutant)
+    for name, t in (("y", y), ("b1", b1), ("b2", b2), ("out", out)):
+        _check(name, t)
+    if y.stride(1) != 1:
+        y = y.contiguous()
+    if out.stride(1) != 1 or b1.stride(0) != 1 or b2.stride(0) != 1:
+        raise ValueError("mlp: out's rows and the biases must be contiguous")
+    rc = lib.fx_mlp(
+        m, h, w1.shape[1], y.data_ptr(), y.stride(0), w1.data.data_ptr(), b1.data_ptr(), w2.data.data_ptr(),
+        b2.data_ptr(), out.data_ptr(), out.stride(0), int(relu), torch.get_num_threads(),
+    )  # fmt: skip
+    if rc != 0:
+        raise MemoryError("fixed-order kernel: out of memory for its activation buffer")
+    return out
+
+
 def _flags(accumulate: bool, relu: bool) -> int:
     """The kernel's epilogue flags (``FX_ACCUMULATE`` 1, ``FX_RELU`` 2)."""
     return int(accumulate) | (2 if relu else 0)
@@ -424,7 +468,7 @@ def self_check(mutant: str | None = None) -> tuple[bool, str]:
 
     Every path this CPU has (AVX-512, AVX2+FMA, scalar), 1 and 2 threads, odd shapes (M, N, K
     not multiples of any tile), bias and residual accumulation, against the scalar ``fmaf``
-    chain (and the ReLU epilogue against ``torch.relu``); and the known answer
+    chain (the ReLU epilogue against ``torch.relu``, the fused MLP against its two chains); and the known answer
     (:data:`KNOWN_ANSWER`). A kernel that splits K or adds the bias first fails it. Takes milliseconds.
     """
     lib = library(mutant)
@@ -444,10 +488,14 @@ def self_check(mutant: str | None = None) -> tuple[bool, str]:
                     acc = torch.ones(m, n)
                     gemm(a, b, bias, out=acc, accumulate=True, mutant=mutant)
                     relu = gemm(a, b, bias, relu=True, mutant=mutant)
+                    fused = torch.ones(m, kk)  # the MLP kernel: a (m, kk) stream through n hidden units
+                    mlp(a, Packed(b, mutant), bias, Packed(b.t().contiguous(), mutant), a[0], fused, mutant=mutant)
+                    unfused = torch.ones(m, kk) + gemm_scalar(torch.relu(want), b.t(), a[0], mutant=mutant)
                     if not (
                         torch.equal(got, want)
                         and torch.equal(acc, torch.ones(m, n) + want)
                         and torch.equal(relu, torch.relu(want))
+                        and torch.equal(fused, unfused)
                     ):
                         return False, (
                             f"fixed-order kernel ({ISAS[level]}, {t} threads) differs from the fmaf chain at "

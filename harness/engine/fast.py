@@ -392,8 +392,7 @@ class FastActionHead:
             self._attend_fixed(q, kk, v, mask, layer.scaling, att_heads, b["scores"])
             fixedgemm.gemm(att, pw["w_o"], layer.b_o, out=x, accumulate=True)
             y = _ln(x, layer.ln_2)
-            hid = _mlp_in(layer, pw, y, b["mlp"])
-            fixedgemm.gemm(hid, pw["w_proj"], layer.b_proj, out=x, accumulate=True)
+            _mlp(layer, pw, y, x, b["mlp"])
 
         last, pw = self.layers[-1], self.packed[-1]
         newest = 2 * k - 1  # s_K in the by-kind layout
@@ -412,8 +411,7 @@ class FastActionHead:
         hl = x3[:, newest].contiguous()  # (n, h)
         fixedgemm.gemm(att1.view(n, h), pw["w_o"], last.b_o, out=hl, accumulate=True)
         y = _ln(hl, last.ln_2)
-        hid = _mlp_in(last, pw, y)
-        fixedgemm.gemm(hid, pw["w_proj"], last.b_proj, out=hl, accumulate=True)
+        _mlp(last, pw, y, hl)
         final = _ln(hl, self.ln_f)
         out = fixedgemm.gemm(final, self.packed_act, self.b_act)
         if raw:
@@ -423,12 +421,24 @@ class FastActionHead:
         return out
 
 
-def _mlp_in(layer: _Layer, packed: dict[str, fixedgemm.Packed], y: torch.Tensor, out: torch.Tensor | None = None):
-    """``act(y @ w_fc + b_fc)`` ``(rows, inner)`` with the fixed-order product; a ReLU in the kernel's
-    epilogue (the same bits as ``torch.relu`` after it, one pass over the activations fewer)."""
+def _mlp(
+    layer: _Layer,
+    packed: dict[str, fixedgemm.Packed],
+    y: torch.Tensor,
+    x: torch.Tensor,
+    hid: torch.Tensor | None = None,
+) -> None:
+    """The block's MLP into the residual stream ``x`` ``(rows, h)`` from ``y = ln_2(x)``, fixed-order.
+
+    ReLU models: one fused kernel call (:func:`harness.core.fixedgemm.mlp`; the ReLU in the product's
+    epilogue, the ``(rows, inner)`` activations never in memory); other activations run torch's
+    kernel between the two products (``hid``: an optional ``(rows, inner)`` buffer). Same bits either way.
+    """
     if layer.relu:
-        return fixedgemm.gemm(y, packed["w_fc"], layer.b_fc, out=out, relu=True)
-    return layer.act_(fixedgemm.gemm(y, packed["w_fc"], layer.b_fc, out=out))
+        fixedgemm.mlp(y, packed["w_fc"], layer.b_fc, packed["w_proj"], layer.b_proj, out=x, relu=True)
+        return
+    act = layer.act_(fixedgemm.gemm(y, packed["w_fc"], layer.b_fc, out=hid))
+    fixedgemm.gemm(act, packed["w_proj"], layer.b_proj, out=x, accumulate=True)
 
 
 def default_products(dtype: torch.dtype, device: torch.device | str = "cpu") -> str:
