@@ -25,6 +25,8 @@ def test_round_trip(tmp_path):
     assert ck.dataset == TINY_DATASET
     assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors"]
     assert not ck.model.training
+    by_path = load_checkpoint(folder)  # a Path works as the string does
+    assert by_path.label == ck.label and by_path.fingerprint() == ck.fingerprint()
     # plain transformers loads the same folder and the same weights
     plain = DecisionTransformerModel.from_pretrained(folder)
     for k, v in plain.state_dict().items():

@@ -28,6 +28,7 @@ import copy
 import hashlib
 import json
 import math
+import os
 import pickle
 import re
 from collections.abc import Iterator
@@ -417,11 +418,13 @@ def expand_spec(spec: str) -> list[str]:
     return [str(p) for p in found]
 
 
-def load_checkpoint(spec: str, device: str | torch.device = "cpu", statistics: Statistics | None = None) -> Checkpoint:
+def load_checkpoint(
+    spec: str | os.PathLike[str], device: str | torch.device = "cpu", statistics: Statistics | None = None
+) -> Checkpoint:
     """Load a checkpoint from an embedded name, a local folder or a Hugging Face Hub id.
 
     Args:
-        spec: ``hopper`` (embedded), ``path/to/folder`` or ``owner/name`` on the Hub.
+        spec: ``hopper`` (embedded), ``path/to/folder`` (a string or a path) or ``owner/name`` on the Hub.
         device: where the model lives.
         statistics: state statistics for a checkpoint saved without them (the tutorial's
             Trainer output); refused for one that has its own.
@@ -433,6 +436,7 @@ def load_checkpoint(spec: str, device: str | torch.device = "cpu", statistics: S
         HarnessError: the folder is missing or malformed, weights are unreadable or do not
             match the config, or statistics are missing or have the wrong length.
     """
+    spec = os.fspath(spec)
     label = spec.rstrip("/") or spec
     folder, hub_id = resolve_source(spec)
     cfg = _read_config(folder, label)
