@@ -204,6 +204,7 @@ def test_wandb_offline_run_reads_back(runs, tmp_path, monkeypatch):
     assert log_command.main([str(folder), "--tracker", "wandb", "--uri", str(tmp_path / "wb")]) == 0
     (run_dir,) = (tmp_path / "wb" / "wandb").glob("offline-run-*")
     got = read_wandb_run(run_dir)
+    assert got["complete"]  # the exit record is on disk when harness log returns
     expected = sweep_metrics(folder)
     assert {k: got["summary"][k] for k in expected} == expected and len(expected) >= 2 * 2 * 6
     assert got["name"] == folder.name and got["config"]["episodes"] == "4"

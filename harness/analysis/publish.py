@@ -186,6 +186,8 @@ def log_wandb(folder: Path, directory: Path, project: str = "harness") -> tuple[
         run_id = str(run.id)
     finally:
         run.finish()
+    if wandb.run is None:  # no other run of this process is open: stop W&B's service, which writes the
+        wandb.teardown()  # rest of the log (finish() can return before the summary is on disk)
     return run_id, run_dir
 
 
@@ -229,14 +231,15 @@ def _wandb_records(path: Path) -> list[bytes]:
 
 def read_wandb_run(run_dir: Path) -> dict[str, Any]:
     """An offline W&B run read back from its folder: ``{"id", "name", "project", "config",
-    "summary", "history", "files"}``; config and summary as ``{key: value}`` (later updates win),
-    history as a list of ``{key: value}`` rows in logged order, files as the paths saved."""
+    "summary", "history", "files", "complete"}``; config and summary as ``{key: value}`` (later
+    updates win), history as a list of ``{key: value}`` rows in logged order, files as the paths
+    saved, complete whether the log holds the run's exit record (a finished run)."""
     from wandb.proto import wandb_internal_pb2 as pb
 
     logs = sorted(Path(run_dir).glob("run-*.wandb"))
     if not logs:
         raise HarnessError(f"{run_dir} has no run-*.wandb log; pass a W&B run folder (wandb/offline-run-*)")
-    out: dict[str, Any] = {"config": {}, "summary": {}, "history": [], "files": []}
+    out: dict[str, Any] = {"config": {}, "summary": {}, "history": [], "files": [], "complete": False}
 
     def key(item: Any) -> str:
         return ".".join(item.nested_key) if item.nested_key else item.key
@@ -256,6 +259,8 @@ def read_wandb_run(run_dir: Path) -> dict[str, Any]:
             out["history"].append({key(i): json.loads(i.value_json) for i in record.history.item})
         elif kind == "files":
             out["files"] += [f.path for f in record.files.files]
+        elif kind == "exit":
+            out["complete"] = True
     return out
 
 
