@@ -13,6 +13,7 @@ import torch
 from transformers import DecisionTransformerConfig, DecisionTransformerModel, Trainer, TrainingArguments
 
 from harness.analysis.comparison import best_vs_last
+from harness.analysis.figures import learning_condition, learning_curve_figure, train_steps
 from harness.commands import compare, sweep
 from harness.core.errors import HarnessError
 from harness.io.checkpoints import expand_spec, load_checkpoint
@@ -205,6 +206,13 @@ def test_learning_curve_sweep_and_best_vs_last(tutorial_run, tmp_path, capsys):
     identity = json.loads((out / "sweep.json").read_text())
     assert {c["statistics"] for c in identity["cells"]} == {f"data:{data}"}
     assert (out / "learning_curve.png").is_file() and (out / "learning_curve.svg").is_file()
+    # a shifted-only sweep of the same checkpoints draws its condition's curve, named in the title
+    shifted = tmp_path / "curve-shifted"
+    assert sweep.main([*args[:-3], "--shift", "mass=0.9", "--out", str(shifted), "--no-progress"]) == 0
+    assert (shifted / "learning_curve.png").is_file()
+    rows, condition = learning_condition(pd.read_csv(shifted / "summary.csv", keep_default_na=False))
+    fig = learning_curve_figure(rows, train_steps(shifted), condition)
+    assert condition == "mass=0.9" and "[mass=0.9]" in fig.axes[0].get_title()
     # rerunning the same command resumes (nothing to do); other data is another sweep
     assert sweep.main(args) == 0
     other = tmp_path / "other.parquet"

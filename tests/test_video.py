@@ -62,6 +62,32 @@ def test_sweep_video_option_and_grid(tmp_path):
     assert video.main([str(out), "--env", "walker2d"]) == 2
 
 
+@pytest.mark.slow
+@needs_gl
+def test_videos_under_shift_replay_each_condition(tmp_path, capsys):
+    """--video with --shift records every condition's episodes under its own shift (dynamics and
+    noise): each replay returns the sweep's return, names carry the shift, a grid per condition."""
+    ckpt = make_checkpoint(tmp_path / "c", "Hopper-v4", hidden=32, n_layer=2)
+    out = tmp_path / "run"
+    args = ["--envs", "hopper", "--checkpoint", f"hopper={ckpt}", "--targets", "100", "3000", "--episodes", "2"]
+    args += ["--shift", "mass=0.8,1", "--shift", "obs_noise=0,0.1", "--video", "1", "--out", str(out), "--no-progress"]
+    assert sweep.main(args) == 0
+    assert "recorded replay" not in capsys.readouterr().err  # every replay returned the sweep's return
+    df = pd.read_csv(out / "episodes.csv", keep_default_na=False)
+    listed = df[df["video"] != ""]
+    assert len(listed) == 4 * 2 and set(listed["episode"]) == {0}  # 4 conditions x 2 targets, episode 0
+    assert listed["video"].nunique() == len(listed) and all((out / v).is_file() for v in listed["video"])
+    for shift, v, n in zip(listed["shift"], listed["video"], listed["length"], strict=True):
+        assert (shift == "none") == ("mass" not in v and "obs_noise" not in v)
+        assert video.read_frames(out / v).shape[0] == n + 1
+    lengths = listed.groupby("shift")["length"].apply(tuple)
+    assert lengths.nunique() > 1 or listed.groupby("shift")["return"].apply(tuple).nunique() > 1  # shifts differ
+    grid = video.grid_for_env(out, "hopper", shift="mass=0.8,obs_noise=0.1")  # parts in any order
+    assert grid.name == "hopper_obs_noise-0.1-mass-0.8_grid.mp4" and video.read_frames(grid).shape[0] > 1
+    assert video.main([str(out), "--env", "hopper", "--shift", "mass=2"]) == 2
+    assert video.main([str(out), "--env", "hopper", "--shift", "heavy"]) == 2
+
+
 def test_video_count_is_checked(tmp_path, capsys):
     ckpt = make_checkpoint(tmp_path / "c", "Hopper-v4")
     code = sweep.main(

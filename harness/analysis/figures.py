@@ -36,7 +36,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from harness.analysis.robustness import condition_tag  # noqa: E402
+from harness.analysis.robustness import condition_tag, with_shift  # noqa: E402
 from harness.core.errors import HarnessError  # noqa: E402
 from harness.core.schema import (  # noqa: E402
     CALIBRATION,
@@ -372,12 +372,32 @@ def train_steps(out: Path) -> dict[tuple[str, str], int]:
     return steps
 
 
-def learning_curve_figure(summary: pd.DataFrame, steps: dict[tuple[str, str], int]) -> Figure | None:
+def learning_condition(summary: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """The summary rows a learning curve is drawn from, and their condition's label: the unshifted
+    cells of each env's first version where the sweep has them (label ``""``), else the sweep's first
+    condition (a shifted-only sweep; label such as ``"mass=0.8"``)."""
+    rows = with_shift(summary)
+    if "env_id" in rows:
+        first = rows.groupby("env")["env_id"].transform(lambda ids: sorted(ids)[0])
+        rows = rows[rows["env_id"] == first]
+    versions = "env_id" in summary and summary.groupby("env")["env_id"].nunique().max() > 1
+    plain = rows[rows["shift"] == NO_SHIFT]
+    if len(plain) or rows.empty:
+        return plain, condition_tag(rows["env_id"].iloc[0], NO_SHIFT, True) if versions and len(plain) else ""
+    first_shift = rows["shift"].iloc[0]
+    chosen = rows[rows["shift"] == first_shift]
+    return chosen, condition_tag(chosen["env_id"].iloc[0] if "env_id" in chosen else "", first_shift, versions)
+
+
+def learning_curve_figure(
+    summary: pd.DataFrame, steps: dict[tuple[str, str], int], condition: str = ""
+) -> Figure | None:
     """Score against training step per target, one panel per env with >= 2 steps; None if none has.
 
     Args:
-        summary: summary.csv rows.
+        summary: summary.csv rows of one condition (:func:`learning_condition`).
         steps: ``{(env, checkpoint): step}`` (:func:`train_steps`); other checkpoints are left out.
+        condition: the condition's label, in each panel's title when not empty.
     """
     rows = summary[[(e, c) in steps for e, c in zip(summary["env"], summary["checkpoint"], strict=True)]].copy()
     rows["step"] = [steps[(e, c)] for e, c in zip(rows["env"], rows["checkpoint"], strict=True)]
@@ -398,7 +418,7 @@ def learning_curve_figure(summary: pd.DataFrame, steps: dict[tuple[str, str], in
         ax.plot(mean.index, mean.to_numpy(), "k--", lw=1.8, label="mean over targets")
         best = int(mean.idxmax())
         ax.axvline(best, color="0.5", lw=0.8, ls=":")
-        ax.set_title(f"{env} (best mean at step {best})")
+        ax.set_title(f"{env}{f' [{condition}]' if condition else ''} (best mean at step {best})")
         ax.set_xlabel("training step")
         ax.set_ylabel("achieved return (normalised)")
         ax.grid(alpha=0.3)
@@ -527,6 +547,7 @@ def save_figures(out: Path) -> list[Path]:
     shifted = shift_figure(summary, robust)
     if shifted is not None:
         written += _save(shifted, out, FIGURE_SHIFT)
+    learning, condition = learning_condition(summary)
     (summary, calibration) = facet_conditions(summary, calibration)
     written += _save(return_conditioning_figure(summary, calibration), out, FIGURE_RETURN_CONDITIONING)
     episodes_path = out / EPISODES
@@ -541,7 +562,7 @@ def save_figures(out: Path) -> list[Path]:
             raise HarnessError(f"{episodes_path} lacks columns {', '.join(lacking)}; rerun the sweep")
         written += _save(return_distributions_figure(episodes, summary), out, FIGURE_RETURN_DISTRIBUTIONS)
         written += _save(episode_length_figure(episodes, summary), out, FIGURE_EPISODE_LENGTH)
-    curve = learning_curve_figure(summary, train_steps(out))
+    curve = learning_curve_figure(learning, train_steps(out), condition)
     if curve is not None:
         written += _save(curve, out, FIGURE_LEARNING_CURVE)
     return written

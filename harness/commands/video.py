@@ -32,10 +32,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--env", required=True, help="short env name (hopper, walker2d, halfcheetah)")
     p.add_argument("--checkpoint", default=None, help="checkpoint label (default: the first recorded)")
     p.add_argument("--out", type=Path, default=None, help="MP4 to write (default: RUN/videos/<env>_grid.mp4)")
+    p.add_argument("--shift", default="none", help="the condition's shift label, e.g. mass=0.8 (default: none)")
+    p.add_argument("--env-version", default=None, help="v4 or v5 (default: the first recorded)")
     args = p.parse_args(argv)
 
     def body() -> int:
-        print(grid_for_env(args.run, args.env, args.checkpoint, args.out))
+        print(grid_for_env(args.run, args.env, args.checkpoint, args.out, args.shift, args.env_version))
         return 0
 
     return run(body)

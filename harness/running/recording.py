@@ -27,11 +27,14 @@ from harness.core.schema import EPISODES, VIDEO_DIR
 from harness.engine.policy import DTPolicy
 from harness.engine.rollout import EpisodeResult, EpisodeSpec, run_episodes
 from harness.io.checkpoints import Checkpoint
+from harness.world.shift import Shift
 
 DEFAULT_SIZE = (256, 256)
 
 
-def video_name(env: str, checkpoint: str, target: float, seed: int, fingerprint: str, precision: str) -> str:
+def video_name(
+    env: str, checkpoint: str, target: float, seed: int, fingerprint: str, precision: str, shift: str = "none"
+) -> str:
     """``<env>_<checkpoint>_<weights>_<precision>_target<T>_seed<S>.mp4``, the label made file-safe.
 
     The name carries the weights' fingerprint (first 12 hex digits) and the precision: a file of
@@ -40,9 +43,14 @@ def video_name(env: str, checkpoint: str, target: float, seed: int, fingerprint:
 
     >>> video_name("hopper", "runs/a b", 1800.0, 3, "0123456789abcdef", "fp32")
     'hopper_runs-a-b_0123456789ab_fp32_target1800_seed3.mp4'
+    >>> video_name("hopper", "hopper", 1800.0, 3, "0123456789abcdef", "fp32", "mass=0.8,obs_noise=0.05")
+    'hopper_hopper_0123456789ab_fp32_mass-0.8-obs_noise-0.05_target1800_seed3.mp4'
+
+    A shifted episode's name carries its shift label (file-safe); an unshifted one's does not.
     """
     label = re.sub(r"[^A-Za-z0-9._-]+", "-", checkpoint).strip("-.") or "checkpoint"
-    return f"{env}_{label[-60:]}_{fingerprint[:12]}_{precision}_target{target:g}_seed{seed}.mp4"
+    cond = "" if shift == "none" else re.sub(r"[^A-Za-z0-9._-]+", "-", shift).strip("-.") + "_"
+    return f"{env}_{label[-60:]}_{fingerprint[:12]}_{precision}_{cond}target{target:g}_seed{seed}.mp4"
 
 
 def require_encoder() -> None:
@@ -96,11 +104,13 @@ def record(
     precision: str = "fp32",
     device: str = "cpu",
     size: tuple[int, int] = DEFAULT_SIZE,
+    shift: Shift | None = None,
 ) -> EpisodeResult:
     """Run ``spec`` alone with rendering and write its MP4 to ``path``.
 
     Frames: the reset state, then one per step (``length + 1``), ``size`` = (width, height), at
-    the env's real-time rate (its ``render_fps``).
+    the env's real-time rate (its ``render_fps``). ``shift``: the episode's shift (dynamics on the
+    rendered env, noise from the episode's own generators), as in the sweep.
     """
     from harness.world.envs import make_env
 
@@ -118,6 +128,7 @@ def record(
             1,
             on_frame=writer.append_data,
             render_size=size,
+            shift=shift,
         )
     finally:
         writer.close()
@@ -217,15 +228,28 @@ def tile(videos: Sequence[tuple[str, Path]], out: Path, columns: int | None = No
     return out
 
 
-def grid_for_env(run: Path, env: str, checkpoint: str | None = None, out: Path | None = None) -> Path:
+def grid_for_env(
+    run: Path,
+    env: str,
+    checkpoint: str | None = None,
+    out: Path | None = None,
+    shift: str = "none",
+    version: str | None = None,
+) -> Path:
     """The grid video of one env of a sweep folder: one column per target, one row per recorded
-    episode (``--video N``: episodes 0..N-1 of every target, the same reset seeds in a row)."""
+    episode (``--video N``: episodes 0..N-1 of every target, the same reset seeds in a row).
+
+    ``shift``: the condition's shift label (``none``: unshifted); ``version``: the env version
+    (``v5``; default: the first recorded). The grid is named after the env, and after the
+    version and shift where the sweep has several."""
     csv = run / EPISODES
     if not csv.is_file():
         raise HarnessError(f"no {EPISODES} in {run}; pass a folder written by python -m harness.sweep")
     df = pd.read_csv(csv, keep_default_na=False)
     if "video" not in df.columns:
         raise HarnessError(f"{csv} lists no videos; rerun the sweep with --video N")
+    if "shift" not in df.columns:  # written before the shift axis
+        df["shift"] = "none"
     rows = df[(df["env"] == env) & (df["video"] != "")]
     if rows.empty:
         envs = sorted(set(df.loc[df["video"] != "", "env"]))
@@ -234,11 +258,28 @@ def grid_for_env(run: Path, env: str, checkpoint: str | None = None, out: Path |
     label = checkpoint or labels[0]
     if label not in labels:
         raise HarnessError(f"no videos of checkpoint {label!r} for {env}; recorded: {', '.join(labels)}")
-    rows = rows[rows["checkpoint"] == label].sort_values(["episode", "target"])
+    rows = rows[rows["checkpoint"] == label]
+    try:  # the label as the sweep writes it, whatever the order of its parts
+        shift = Shift.from_label(shift).label
+    except (TypeError, ValueError):
+        raise HarnessError(f"--shift {shift!r} is not a shift label (NAME=VALUE,...); e.g. mass=0.8") from None
+    versions = sorted({str(i).rsplit("-", 1)[-1] for i in rows["env_id"]})
+    version = version or versions[0]
+    shifts = sorted(set(rows["shift"]))
+    if version not in versions or shift not in shifts:
+        raise HarnessError(
+            f"no videos of {env} {version} under shift {shift!r}; recorded versions {', '.join(versions)}, "
+            f"shifts {' '.join(map(repr, shifts))} (pass --env-version and --shift)"
+        )
+    rows = rows[(rows["env_id"].str.endswith("-" + version)) & (rows["shift"] == shift)]
+    rows = rows.sort_values(["episode", "target"])
     videos = [
         (f"target {float(t):,.0f}  seed {s}  return {float(r):,.0f}", run / v)
         for t, s, r, v in zip(rows["target"], rows["seed"], rows["return"], rows["video"], strict=True)
     ]
-    out = out or run / VIDEO_DIR / f"{env}_grid.mp4"
+    tag = (f"_{version}" if len(versions) > 1 else "") + (
+        "" if shift == "none" else "_" + re.sub(r"[^A-Za-z0-9._-]+", "-", shift).strip("-.")
+    )
+    out = out or run / VIDEO_DIR / f"{env}{tag}_grid.mp4"
     out.parent.mkdir(parents=True, exist_ok=True)
     return tile(videos, out, columns=rows["target"].nunique())

@@ -271,8 +271,6 @@ def validate(config: SweepConfig) -> list[EnvSpec]:
         )
     if config.device not in ("cpu", "cuda", "auto") and not config.device.startswith("cuda:"):
         raise HarnessError(f"unknown --device {config.device!r}; use auto, cpu or cuda")
-    if config.video and config.shift:
-        raise HarnessError("--video replays unshifted episodes only; drop --video, or record a sweep without --shift")
     if not 0 <= config.video <= config.episodes:
         raise HarnessError(f"--video must be between 0 and --episodes ({config.episodes}), got {config.video}")
     if not 1 <= config.env_workers <= MAX_JOBS:
@@ -345,28 +343,33 @@ def _record_videos(
     out: Path,
     bar_enabled: bool,
 ) -> pd.DataFrame:
-    """Replay and record the first ``config.video`` episodes of every cell; fills ``video``."""
+    """Replay and record the first ``config.video`` episodes of every cell (every shift and env
+    version too: the replay runs under the episode's shift); fills ``video``."""
     from harness.running.recording import record, video_name
 
     episodes = episodes.copy()
     episodes["video"] = ["" if pd.isna(v) else str(v) for v in episodes["video"]]
     todo = []
     for env, ckpt, targets in loaded:
-        for t in targets:
-            for k in range(config.video):
-                todo.append((env, ckpt, t, k))
+        for shift in parse_shifts(config.shift):
+            for t in targets:
+                for k in range(config.video):
+                    todo.append((env, ckpt, shift, t, k))
     with tqdm(total=len(todo), unit="video", desc="videos", file=sys.stderr, disable=not bar_enabled) as bar:
-        for env, ckpt, t, k in todo:
+        for env, ckpt, shift, t, k in todo:
             seed = config.seed + k
-            rel = f"{VIDEO_DIR}/{video_name(env.name, ckpt.label, t, seed, ckpt.fingerprint(), config.precision)}"
+            name = video_name(env.name, ckpt.label, t, seed, ckpt.fingerprint(), config.precision, shift.label)
+            rel = f"{VIDEO_DIR}/{name}"
             row = (
                 (episodes["env_id"] == env.env_id)
                 & (episodes["checkpoint"] == ckpt.label)
+                & (episodes["shift"] == shift.label)
                 & (episodes["target"] == t)
                 & (episodes["episode"] == k)
             )
             if not (out / rel).is_file():
-                result = record(ckpt, env.env_id, EpisodeSpec(t, seed, k), out / rel, config.precision, device)
+                spec = EpisodeSpec(t, seed, k)
+                result = record(ckpt, env.env_id, spec, out / rel, config.precision, device, shift=shift)
                 logged = float(episodes.loc[row, "return"].iloc[0])
                 if result.ret != logged:
                     tqdm.write(
