@@ -194,6 +194,35 @@ def test_batched_and_strided_operands_as_attention_uses_them():
             assert torch.equal(merged[i, :, h * d : (h + 1) * d], fixedgemm.gemm_scalar(p[i, h], v[i, h]))
 
 
+@pytest.mark.parametrize("m", [1, 2])
+def test_one_or_two_rows_take_the_unpacked_path_with_the_same_bits(m):
+    """A single query's attention (M = 1 or 2: B read in place, keys transposed by strides, no packing)
+    equals the scalar chain on every path and thread count: odd N and K, batched, bias, ReLU, accumulate."""
+    g = torch.Generator().manual_seed(m)
+    n, heads, t, d = 5, 2, 37, 19
+    q = torch.randn(n, heads, m, d, generator=g)
+    kv = torch.randn(n * t, 2 * heads * d, generator=g)
+    k, v = (kv[:, i * heads * d : (i + 1) * heads * d].view(n, t, heads, d).transpose(1, 2) for i in range(2))
+    w = torch.softmax(torch.randn(n, heads, m, t, generator=g), dim=-1)
+    a, b, bias = torch.randn(m, 45, generator=g), torch.randn(45, 33, generator=g), torch.randn(33, generator=g)
+    for level in levels():
+        fixedgemm.set_isa(level)
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            scores = fixedgemm.gemm(q, k.transpose(-1, -2))  # B transposed by strides: gathered
+            sums = fixedgemm.gemm(w, v)  # B's rows contiguous: loaded
+            for i in range(n):
+                for h in range(heads):
+                    assert torch.equal(scores[i, h], fixedgemm.gemm_scalar(q[i, h], k[i, h].t())), (level, threads)
+                    assert torch.equal(sums[i, h], fixedgemm.gemm_scalar(w[i, h], v[i, h])), (level, threads)
+            want = fixedgemm.gemm_scalar(a, b, bias)
+            assert torch.equal(fixedgemm.gemm(a, b, bias), want)
+            assert torch.equal(fixedgemm.gemm(a, b, bias, relu=True), torch.relu(want))
+            acc = torch.ones(m, 33)
+            fixedgemm.gemm(a, b, bias, out=acc, accumulate=True)
+            assert torch.equal(acc, torch.ones(m, 33) + want), (level, threads)
+
+
 def test_bad_operands_are_refused_with_their_shapes():
     with pytest.raises(ValueError, match=r"inner dims differ"):
         fixedgemm.gemm(torch.ones(2, 3), torch.ones(4, 5))
@@ -210,4 +239,6 @@ def test_mutants_that_split_k_or_add_the_bias_first_are_caught(mutant):
     assert not ok and "\n" not in line
     a, b, bias = fixedgemm.probe_inputs(9, 33, 17, seed=59)
     assert not torch.equal(fixedgemm.gemm(a, b, bias, mutant=mutant), oracle(a, b, bias))
+    one = a[:1]  # the unpacked path of one row
+    assert not torch.equal(fixedgemm.gemm(one, b, bias, mutant=mutant), oracle(one, b, bias))
     assert fixedgemm.self_check()[0]

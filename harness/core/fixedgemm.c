@@ -252,6 +252,72 @@ __attribute__((target("avx512f"))) static void fx_tile_avx512(const fx_job *job,
 }
 #endif
 
+#if FX_X86
+/* One or two rows of A against an unpacked B (a single query's attention: packing B would cost more
+ * than the product). Lanes run over columns j: B[k, j..j+15] is a load where B's rows are contiguous
+ * (csb == 1) and a gather otherwise (keys transposed by strides); each lane is the defining chain
+ * over k in order, so the bits are the packed path's. */
+__attribute__((target("avx512f"))) static void fx_rows_avx512(const fx_job *job) {
+    int K = job->K, ks = FX_KSPLIT(K);
+    __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                     _mm512_set1_epi32((int)job->csb));
+    __m512 zero = _mm512_setzero_ps();
+    for (int i = 0; i < job->M; i++) {
+        const float *a = job->A + (long)i * job->lda;
+        for (int j0 = 0; j0 < job->N; j0 += 16) {
+            int w = job->N - j0 < 16 ? job->N - j0 : 16;
+            __mmask16 m = (__mmask16)(w >= 16 ? 0xFFFF : ((1u << w) - 1u));
+            __m512 acc = zero, half = zero;
+#ifdef FX_MUTATE_BIAS_FIRST
+            if (job->bias) acc = _mm512_maskz_loadu_ps(m, job->bias + j0);
+#endif
+            const float *b = job->B + (long)j0 * job->csb;
+            for (int k = 0; k < K; k++) {
+                if (ks && k == ks) half = acc, acc = zero;
+                __m512 x = job->csb == 1 ? _mm512_maskz_loadu_ps(m, b + (long)k * job->rsb)
+                                         : _mm512_mask_i32gather_ps(zero, m, idx, b + (long)k * job->rsb, 4);
+                acc = _mm512_fmadd_ps(_mm512_set1_ps(a[k]), x, acc);
+            }
+            if (ks) acc = _mm512_add_ps(half, acc);
+            float t[16];
+            _mm512_storeu_ps(t, acc);
+            float *c = job->C + (long)i * job->ldc + j0;
+            for (int j = 0; j < w; j++) c[j] = fx_epilogue(t[j], job->bias, j0 + j, c[j], job->flags);
+        }
+    }
+}
+
+__attribute__((target("avx2,fma"))) static void fx_rows_avx2(const fx_job *job) {
+    int K = job->K, ks = FX_KSPLIT(K);
+    for (int i = 0; i < job->M; i++) {
+        const float *a = job->A + (long)i * job->lda;
+        for (int j0 = 0; j0 < job->N; j0 += 8) {
+            int w = job->N - j0 < 8 ? job->N - j0 : 8;
+            __m256 acc = _mm256_setzero_ps(), half = _mm256_setzero_ps();
+#ifdef FX_MUTATE_BIAS_FIRST
+            if (job->bias) {
+                float s0[8] = {0};
+                for (int j = 0; j < w; j++) s0[j] = job->bias[j0 + j];
+                acc = _mm256_loadu_ps(s0);
+            }
+#endif
+            const float *b = job->B + (long)j0 * job->csb;
+            for (int k = 0; k < K; k++) {
+                if (ks && k == ks) half = acc, acc = _mm256_setzero_ps();
+                float x[8] = {0};
+                for (int j = 0; j < w; j++) x[j] = b[(long)k * job->rsb + (long)j * job->csb];
+                acc = _mm256_fmadd_ps(_mm256_broadcast_ss(a + k), _mm256_loadu_ps(x), acc);
+            }
+            if (ks) acc = _mm256_add_ps(half, acc);
+            float t[8];
+            _mm256_storeu_ps(t, acc);
+            float *c = job->C + (long)i * job->ldc + j0;
+            for (int j = 0; j < w; j++) c[j] = fx_epilogue(t[j], job->bias, j0 + j, c[j], job->flags);
+        }
+    }
+}
+#endif
+
 /* ---------------------------------------------------------------- dispatch and threads */
 
 enum { FX_GENERIC = 0, FX_AVX2 = 1, FX_AVX512 = 2 };
@@ -340,6 +406,25 @@ int fx_gemm(int b0, int b1, int M, int N, int K, const float *A, long sa0, long 
     }
     int isa = fx_path(), nr, mr;
     fx_shape(isa, &nr, &mr);
+#if FX_X86
+    if (bp == NULL && M <= 2 && isa != FX_GENERIC && (long)N * csb < (1L << 31)) { /* no packing: see fx_rows_* */
+        int parallel = threads > 1 && items >= 2 * threads;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(threads) if (parallel)
+#else
+        (void)parallel;
+#endif
+        for (long it = 0; it < items; it++) {
+            fx_job job = {M,    N,   K,   A + (it / b1) * sa0 + (it % b1) * sa1, lda, B + (it / b1) * sb0 + (it % b1) * sb1,
+                          rsb,  csb, bias, C + (it / b1) * sc0 + (it % b1) * sc1, ldc, flags};
+            if (isa == FX_AVX512)
+                fx_rows_avx512(&job);
+            else
+                fx_rows_avx2(&job);
+        }
+        return 0;
+    }
+#endif
     long panels = (N + nr - 1) / nr, rowblocks = (M + mr - 1) / mr, per_item = panels * K * nr;
     if (bp == NULL) {
         float *buf = fx_scratch((size_t)(items * per_item));
