@@ -34,7 +34,11 @@ no layout of ours can rule out when a BLAS computes the products. Under pinned n
 product as :mod:`harness.core.fixedgemm`'s fixed-order FMA chain, exact by construction on every
 CPU, and torch's own kernels (layer norm, softmax, activations) run their AVX2 versions.
 ``tests/test_fast.py`` checks every batch size and row position, and ``batch_invariant``
-re-checks every position of a block at start-up on the machine that runs the sweep.
+re-checks every position of a block at start-up on the machine that runs the sweep. With the
+fixed-order products no padding is needed: a row's bits are the kernel's definition whatever its
+M, and the kernels left to torch (layer norm, softmax, element-wise) work row by row, so
+``block`` windows are only a chunk size there (32 by default: the policy's) and the last chunk
+runs as it is (one window alone costs one window).
 
 ``dtype=torch.bfloat16`` runs the whole stack on a bf16 copy of the weights (embeddings in
 fp32, then cast): faster on CPUs with bf16 matrix units, not exact (``--precision bf16``).
@@ -259,6 +263,9 @@ class FastActionHead:
         if self.block is None:
             return self._forward(window, raw)
         b = self.block
+        if self.products == "fixed":  # chunks, not padded blocks: see the module's docstring
+            out = [self._forward(Window(*(x[i : i + b] for x in window)), raw) for i in range(0, n, b)]
+            return torch.cat(out) if len(out) > 1 else out[0]
         padded = -(-n // b) * b
         if padded != n:  # repeat the last window: every call has exactly `block` windows
             idx = torch.cat([torch.arange(n), torch.full((padded - n,), n - 1)]).to(window.timesteps.device)
