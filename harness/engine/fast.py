@@ -37,7 +37,7 @@ CPU, and torch's own kernels (layer norm, softmax, activations) run their AVX2 v
 re-checks every position of a block at start-up on the machine that runs the sweep. With the
 fixed-order products no padding is needed: a row's bits are the kernel's definition whatever its
 M, and the kernels left to torch (layer norm, softmax, element-wise) work row by row, so
-``block`` windows are only a chunk size there (32 by default: the policy's) and the last chunk
+``block`` windows are only a chunk size there (16 by default: the policy's) and the last chunk
 runs as it is (one window alone costs one window).
 
 ``dtype=torch.bfloat16`` runs the whole stack on a bf16 copy of the weights (embeddings in

@@ -16,10 +16,11 @@ PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
 DEFAULT_BLOCK_CPU = {"fp32": 16, "bf16": 64}
 """Windows per fast-path kernel call on CPU, per precision (bf16's matrix units want larger M;
 measured against one unblocked pass by ``benchmarks/invariance_cost.py``: README, Speed)."""
-DEFAULT_BLOCK_FIXED = 32
+DEFAULT_BLOCK_FIXED = 16
 """Windows per call of the fixed-order products (fp32 under pinned numerics): a chunk, not a padded
-block (each row's bits do not depend on what shares its call); 32 ran about 5% faster than 16 at
-32-128 windows on the Intel Xeon (in-process, interleaved), 64 no faster than 32."""
+block (each row's bits do not depend on what shares its call, so the last chunk runs as it is).
+Chunks of 32 and 64 measured within ±5% of 16 on the Intel Xeon, either way from run to run
+(in-process, interleaved; 1 and 2 threads): no steady gain, so the BLAS path's 16 stays."""
 DEFAULT_BLOCK_CUDA = 256
 """On a GPU: larger blocks keep the device busy; invariance holds for any fixed block."""
 
@@ -150,7 +151,7 @@ def batch_invariance_check(policy: DTPolicy, probes: int = 8, seed: int = 0) -> 
 
     The start-up self-check on the machine that runs the sweep. ``probes`` random windows are
     acted for alone with one torch thread; then each is placed at every position ``0..B-1`` of a
-    block of ``B`` (the fast path's block: 32 in fp32 under pinned numerics, else 16) among fixed
+    block of ``B`` (the fast path's block or chunk, 16 in fp32) among fixed
     random windows, all of those blocks in one call with the current thread count; then once more
     at the end of a batch of
     ``B + 3`` (a part-filled block) with one thread. The compared output is
