@@ -124,12 +124,10 @@ def log_tensorboard(folder: Path, logdir: Path) -> Path:
         raise HarnessError("TensorBoard is not installed; pip install 'harness[track]' (tensorboard)") from None
     folder = Path(folder)
     sweep_metrics(folder)  # the folder check
-    summary = with_shift(pd.read_csv(folder / SUMMARY, **_READ))
     writer = SummaryWriter(log_dir=str(logdir))
-    for (env_id, label, shift), rows in summary.groupby(["env_id", "checkpoint", "shift"], sort=False):
-        for r in rows.sort_values("target").itertuples():
-            tag = "score/" + _name(env_id, label) + ("" if shift == NO_SHIFT else "/" + _name(shift))
-            writer.add_scalar(tag, float(r.score_mean), global_step=int(round(r.target)))
+    for target, values in _curves(folder).items():
+        for tag, score in values.items():
+            writer.add_scalar(tag, score, global_step=int(round(target)))
     writer.add_text("sweep/arguments", "\n".join(f"    {k}: {v}" for k, v in _params(folder).items()))
     writer.flush()
     writer.close()
@@ -137,14 +135,14 @@ def log_tensorboard(folder: Path, logdir: Path) -> Path:
 
 
 def _curves(folder: Path) -> dict[float, dict[str, float]]:
-    """The return-conditioning curves by target, ascending: ``{target: {series: score_mean}}``."""
+    """The return-conditioning curves by target, ascending: ``{target: {series: score_mean}}``, each
+    series ``score/<env id>.<checkpoint>[/<shift>]`` (TensorBoard's tags, W&B's history keys)."""
     summary = with_shift(pd.read_csv(Path(folder) / SUMMARY, **_READ))
     out: dict[int, dict[str, float]] = {}
     for (env_id, label, shift), rows in summary.groupby(["env_id", "checkpoint", "shift"], sort=False):
         tag = "score/" + _name(env_id, label) + ("" if shift == NO_SHIFT else "/" + _name(shift))
         for r in rows.itertuples():
-            if pd.notna(r.score_mean):
-                out.setdefault(float(r.target), {})[tag] = float(r.score_mean)
+            out.setdefault(float(r.target), {})[tag] = float(r.score_mean)
     return dict(sorted(out.items()))
 
 

@@ -75,6 +75,13 @@ static inline float fx_chain_start(const float *bias, int j) {
 #endif
 }
 
+#ifdef FX_MUTATE_BIAS_FIRST
+/* The bias-first mutant's chain starts for columns j0..j0+w-1 in t[0..n-1] (zeros past w). */
+static void fx_bias_start(const fx_job *job, int j0, int w, float *t, int n) {
+    for (int j = 0; j < n; j++) t[j] = j < w && job->bias ? job->bias[j0 + j] : 0.0f;
+}
+#endif
+
 /* The definition, element by element: what every faster path below must equal bit for bit. */
 void fx_gemm_scalar(int M, int N, int K, const float *A, long lda, const float *B, long rsb, long csb,
                     const float *bias, float *C, long ldc, int flags) {
@@ -161,12 +168,9 @@ __attribute__((target("avx2,fma"))) static void fx_tile_avx2(const fx_job *job, 
     __m256 c0[MR], c1[MR], h0[MR], h1[MR];
     __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
 #ifdef FX_MUTATE_BIAS_FIRST
-    if (job->bias) {
-        float t[16] = {0};
-        for (int j = 0; j < w; j++) t[j] = job->bias[j0 + j];
-        s0 = _mm256_loadu_ps(t);
-        s1 = _mm256_loadu_ps(t + 8);
-    }
+    float t0[16];
+    fx_bias_start(job, j0, w, t0, 16);
+    s0 = _mm256_loadu_ps(t0), s1 = _mm256_loadu_ps(t0 + 8);
 #endif
 #pragma GCC unroll 16
     for (int r = 0; r < MR; r++) c0[r] = s0, c1[r] = s1, h0[r] = h1[r] = _mm256_setzero_ps();
@@ -201,12 +205,9 @@ __attribute__((target("avx512f"))) static void fx_tile_avx512(const fx_job *job,
     __m512 c0[MR], c1[MR], h0[MR], h1[MR];
     __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
 #ifdef FX_MUTATE_BIAS_FIRST
-    if (job->bias) {
-        float t[32] = {0};
-        for (int j = 0; j < w; j++) t[j] = job->bias[j0 + j];
-        s0 = _mm512_loadu_ps(t);
-        s1 = _mm512_loadu_ps(t + 16);
-    }
+    float t0[32];
+    fx_bias_start(job, j0, w, t0, 32);
+    s0 = _mm512_loadu_ps(t0), s1 = _mm512_loadu_ps(t0 + 16);
 #endif
 #pragma GCC unroll 16
     for (int r = 0; r < MR; r++) c0[r] = s0, c1[r] = s1, h0[r] = h1[r] = _mm512_setzero_ps();
@@ -295,11 +296,9 @@ __attribute__((target("avx2,fma"))) static void fx_rows_avx2(const fx_job *job) 
             int w = job->N - j0 < 8 ? job->N - j0 : 8;
             __m256 acc = _mm256_setzero_ps(), half = _mm256_setzero_ps();
 #ifdef FX_MUTATE_BIAS_FIRST
-            if (job->bias) {
-                float s0[8] = {0};
-                for (int j = 0; j < w; j++) s0[j] = job->bias[j0 + j];
-                acc = _mm256_loadu_ps(s0);
-            }
+            float t0[8];
+            fx_bias_start(job, j0, w, t0, 8);
+            acc = _mm256_loadu_ps(t0);
 #endif
             const float *b = job->B + (long)j0 * job->csb;
             for (int k = 0; k < K; k++) {

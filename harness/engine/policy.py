@@ -8,19 +8,16 @@ import numpy as np
 import torch
 
 from harness.engine.context import Window
-from harness.engine.fast import FastActionHead, default_products
+from harness.engine.fast import FastActionHead
 from harness.io.checkpoints import Checkpoint
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
 """``--precision`` choices and their torch dtypes."""
 DEFAULT_BLOCK_CPU = {"fp32": 16, "bf16": 64}
 """Windows per fast-path kernel call on CPU, per precision (bf16's matrix units want larger M;
-measured against one unblocked pass by ``benchmarks/invariance_cost.py``: README, Speed)."""
-DEFAULT_BLOCK_FIXED = 16
-"""Windows per call of the fixed-order products (fp32 under pinned numerics): a chunk, not a padded
-block (each row's bits do not depend on what shares its call, so the last chunk runs as it is).
-Chunks of 32 and 64 measured within ±5% of 16 on the Intel Xeon, either way from run to run
-(in-process, interleaved; 1 and 2 threads): no steady gain, so the BLAS path's 16 stays."""
+measured against one unblocked pass by ``benchmarks/invariance_cost.py``: README, Speed). Under
+the fixed-order products (fp32, pinned) the 16 is a chunk, not a padded block; chunks of 32 and
+64 measured within ±5% of 16 on the Intel Xeon, either way from run to run."""
 DEFAULT_BLOCK_CUDA = 256
 """On a GPU: larger blocks keep the device busy; invariance holds for any fixed block."""
 
@@ -58,8 +55,6 @@ class DTPolicy:
         self.model = checkpoint.model.to(self.device).eval()
         if block is None:
             block = DEFAULT_BLOCK_CUDA if self.device.type == "cuda" else DEFAULT_BLOCK_CPU[precision]
-            if fast and default_products(PRECISIONS[precision], self.device) == "fixed":
-                block = DEFAULT_BLOCK_FIXED
         self.fast = FastActionHead(self.model, PRECISIONS[precision], block=block) if fast else None
         self.state_mean = torch.as_tensor(np.asarray(checkpoint.state_mean, np.float64), device=self.device)
         self.state_std = torch.as_tensor(np.asarray(checkpoint.state_std, np.float64), device=self.device)
@@ -151,16 +146,13 @@ def batch_invariance_check(policy: DTPolicy, probes: int = 8, seed: int = 0) -> 
 
     The start-up self-check on the machine that runs the sweep. ``probes`` random windows are
     acted for alone with one torch thread; then each is placed at every position ``0..B-1`` of a
-    block of ``B`` (the fast path's block or chunk, 16 in fp32) among fixed
-    random windows, all of those blocks in one call with the current thread count; then once more
-    at the end of a batch of
+    block of ``B`` (the fast path's block, 16 in fp32) among fixed random windows, all of those
+    blocks in one call with the current thread count; then once more at the end of a batch of
     ``B + 3`` (a part-filled block) with one thread. The compared output is
     :meth:`DTPolicy.act`'s ``raw`` one (the final hidden state and the pre-tanh action: a
     saturated tanh would hide a rounding change). Costs ``probes × B`` block forwards.
     """
     b = policy.fast.block if policy.fast is not None and policy.fast.block else 16
-    if policy.fast is not None and policy.fast.products == "fixed":
-        b = min(b, 16)  # rows independent by construction: 16 positions check torch's kernels beside them
     probe = random_windows(policy, probes, seed)
     filler = random_windows(policy, b + 3, seed + 1)
     threads = torch.get_num_threads()

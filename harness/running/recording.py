@@ -32,6 +32,11 @@ from harness.world.shift import Shift
 DEFAULT_SIZE = (256, 256)
 
 
+def _file_safe(text: str) -> str:
+    """``text`` with every run of characters outside ``[A-Za-z0-9._-]`` made one ``-`` (ends trimmed)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.")
+
+
 def video_name(
     env: str, checkpoint: str, target: float, seed: int, fingerprint: str, precision: str, shift: str = "none"
 ) -> str:
@@ -48,8 +53,8 @@ def video_name(
 
     A shifted episode's name carries its shift label (file-safe); an unshifted one's does not.
     """
-    label = re.sub(r"[^A-Za-z0-9._-]+", "-", checkpoint).strip("-.") or "checkpoint"
-    cond = "" if shift == "none" else re.sub(r"[^A-Za-z0-9._-]+", "-", shift).strip("-.") + "_"
+    label = _file_safe(checkpoint) or "checkpoint"
+    cond = "" if shift == "none" else _file_safe(shift) + "_"
     return f"{env}_{label[-60:]}_{fingerprint[:12]}_{precision}_{cond}target{target:g}_seed{seed}.mp4"
 
 
@@ -277,9 +282,7 @@ def grid_for_env(
         (f"target {float(t):,.0f}  seed {s}  return {float(r):,.0f}", run / v)
         for t, s, r, v in zip(rows["target"], rows["seed"], rows["return"], rows["video"], strict=True)
     ]
-    tag = (f"_{version}" if len(versions) > 1 else "") + (
-        "" if shift == "none" else "_" + re.sub(r"[^A-Za-z0-9._-]+", "-", shift).strip("-.")
-    )
+    tag = (f"_{version}" if len(versions) > 1 else "") + ("" if shift == "none" else "_" + _file_safe(shift))
     out = out or run / VIDEO_DIR / f"{env}{tag}_grid.mp4"
     out.parent.mkdir(parents=True, exist_ok=True)
     return tile(videos, out, columns=rows["target"].nunique())
