@@ -104,6 +104,29 @@ def test_a_slot_that_raises_ends_alone_and_is_rebuilt(monkeypatch):
     np.testing.assert_array_equal(again[2], clean.reset(seed=[1, 2, 3, 4])[0][2])
 
 
+def test_a_new_mujoco_warning_ends_that_slot_alone(monkeypatch):
+    """A MuJoCo warning raised while stepping one slot (finite observation and reward) ends that
+    slot's episode as unstable_state; the others step on."""
+    import mujoco
+
+    from harness.world import mjbatch
+
+    batch = MujocoBatch("HalfCheetah-v4", 3)
+    batch.reset(seed=[1, 2, 3])
+    flagged = batch.data[1]
+    real = mujoco.mj_step
+
+    def step(model, d, nstep=1):
+        real(model, d, nstep=nstep)
+        if d is flagged:
+            d.warning[mujoco.mjtWarning.mjWARN_BADQACC].number += 1
+
+    monkeypatch.setattr(mjbatch.mujoco, "mj_step", step)
+    obs, r, term, _, info = batch.step(np.full((3, 6), 0.1, dtype=np.float32))
+    assert np.isfinite(obs).all() and np.isfinite(r).all()
+    assert list(info["harness_status"]) == ["", Status.UNSTABLE_STATE.value, ""] and list(term) == [False, True, False]
+
+
 def test_unsupported_id():
     with pytest.raises(ValueError, match="no batched simulator"):
         MujocoBatch("Ant-v4", 2)
