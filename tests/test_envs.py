@@ -51,3 +51,43 @@ def test_normalized_score_matches_d4rl_reference():
 def test_unknown(name, version, needle):
     with pytest.raises(HarnessError, match=needle.replace("(", r"\(").replace(")", r"\)")):
         resolve_env(name, version)
+
+
+def test_env_construction_is_one_thread_at_a_time():
+    """MuJoCo's warning handler is one process-wide slot: two threads swapping it while building
+    envs aborted the process (``run_episodes(pipelines=2)``). The second builder waits for the first,
+    and the handler that was there before is the one left afterwards."""
+    import threading
+
+    import mujoco
+
+    from harness.world.envs import quiet_construction
+
+    before = mujoco.get_mju_user_warning()
+    inside, release, order = threading.Event(), threading.Event(), []
+
+    def first() -> None:
+        with quiet_construction():
+            order.append("first in")
+            inside.set()
+            release.wait(5)
+            order.append("first out")
+
+    def second() -> None:
+        inside.wait(5)
+        with quiet_construction():
+            order.append("second in")
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for t in threads:
+        t.start()
+    inside.wait(5)
+    threads[1].join(0.3)  # the second builder is still waiting
+    assert order == ["first in"]
+    release.set()
+    for t in threads:
+        t.join(5)
+    assert order == ["first in", "first out", "second in"]
+    assert mujoco.get_mju_user_warning() is before
+    with quiet_construction(), quiet_construction():  # re-entrant: a builder may nest
+        pass

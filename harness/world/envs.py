@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import re
+import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -137,6 +138,10 @@ def resolve_env(name: str, version: str = DEFAULT_VERSION) -> EnvSpec:
     raise HarnessError(f"unknown env {name!r}; use one of: {known} (or a full id such as Hopper-v4)")
 
 
+_CONSTRUCTION = threading.RLock()
+"""Held while envs are built: MuJoCo's warning handler and Python's warning filters are process-wide."""
+
+
 @contextmanager
 def quiet_construction() -> Iterator[None]:
     """Silence Gymnasium's out-of-date notice for -v4 and MuJoCo's model-compiler notices.
@@ -144,17 +149,24 @@ def quiet_construction() -> Iterator[None]:
     -v4 is deliberate (closest to the D4RL -v3 envs). MuJoCo 4 prints a deprecation notice
     for ``settotalmass`` in HalfCheetah's XML once per env built; it says nothing about the
     simulation, so it is dropped while the envs are built and the previous handler restored.
+
+    One thread at a time (re-entrant): MuJoCo's user warning handler is one process-wide slot.
+    Two threads building envs at once (``run_episodes(pipelines=2)``) swapped it under each other:
+    one restored the handler while the other's model compiler was calling the silencing callback,
+    and MuJoCo aborted the process (``libc++abi: terminating`` in ``mju_warning``, 2 runs in 8 of
+    ``benchmarks/overlap.py``).
     """
     import mujoco
 
-    previous = mujoco.get_mju_user_warning()
-    mujoco.set_mju_user_warning(lambda msg: None)
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*is out of date.*")
-            yield
-    finally:
-        mujoco.set_mju_user_warning(previous)
+    with _CONSTRUCTION:
+        previous = mujoco.get_mju_user_warning()
+        mujoco.set_mju_user_warning(lambda msg: None)
+        try:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*is out of date.*")
+                yield
+        finally:
+            mujoco.set_mju_user_warning(previous)
 
 
 STATUS_KEY = "harness_status"
