@@ -102,6 +102,49 @@ def test_pipelines_give_the_same_episodes(tmp_path, pipelines):
     assert len(threads) == pipelines and all(t.startswith("harness-pipeline") for t in threads)
 
 
+def test_default_runs_a_pipeline_per_thread_with_the_same_episodes(tmp_path):
+    """By default (fixed-order products, 2 torch threads, 2 chunks of slots) the rollout runs two
+    pipelines of one torch thread each, gives every episode bit for bit as one pipeline does,
+    reports each env step once, and leaves torch's thread count as it found it."""
+    from harness.engine.rollout import auto_pipelines
+
+    ckpt = load_checkpoint(str(make_checkpoint(tmp_path / "p", "Hopper-v4", hidden=32, n_layer=2, context_length=8)))
+    eps = [EpisodeSpec(float(t), 11 + k, k) for k, t in enumerate(np.linspace(0.0, 3600.0, 40))]
+    policy = DTPolicy(ckpt)
+    assert policy.fast.products == "fixed" and policy.fast.block == 16
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert auto_pipelines(policy, 32) == 2
+        assert auto_pipelines(policy, 31) == 1  # one chunk of 16 each, at least
+        assert auto_pipelines(policy, 32, env_workers=2) == 1  # the simulator is in other processes
+        assert auto_pipelines(DTPolicy(ckpt, fast=False), 32) == 1  # stock forward: not batch invariant
+        assert auto_pipelines(DTPolicy(ckpt, precision="bf16"), 128) == 1
+        one = run_episodes(policy, "Hopper-v4", eps, num_envs=32, record_actions=True, pipelines=1)
+        seen: dict[str, int] = {}
+        act = policy.act
+
+        def recording_act(*args, **kwargs):
+            seen[threading.current_thread().name] = torch.get_num_threads()
+            return act(*args, **kwargs)
+
+        policy.act = recording_act
+        steps: list[int] = []
+        default = run_episodes(
+            policy, "Hopper-v4", eps, num_envs=32, record_actions=True, progress=lambda d, s: steps.append(s)
+        )
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
+    assert len(seen) == 2 and all(name.startswith("harness-pipeline") for name in seen)
+    assert set(seen.values()) == {1}  # each pipeline's products on one thread
+    assert [r.spec for r in default] == eps
+    for a, b in zip(one, default, strict=True):
+        assert (a.ret, a.length, a.status) == (b.ret, b.length, b.status)
+        np.testing.assert_array_equal(a.actions, b.actions)
+    assert sum(steps) == sum(r.length for r in default)  # every env step counted once
+
+
 @pytest.mark.parametrize("env_id", ["Hopper-v4", "Walker2d-v4"])
 @pytest.mark.parametrize("num_envs", [1, 16])
 def test_mujoco_matches_reference_loop(tmp_path, env_id, num_envs):

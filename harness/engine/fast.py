@@ -210,8 +210,9 @@ class FastActionHead:
         causal and not padding; a padded query also sees itself so that its (unused) row is finite."""
         full = bool(valid.all())  # most steps: every window full; its mask is built once
         key = (n := valid.shape[0], k, device)
-        if full and key in self._full_masks:
-            return self._full_masks[key]
+        cached = self._full_masks.get(key) if full else None  # one lookup: pipelines share the cache
+        if cached is not None:
+            return cached
         causal, step = self._order(k, device)
         t = 3 * k - 1
         allowed = causal & valid.bool()[:, step][:, None, :]
@@ -220,7 +221,7 @@ class FastActionHead:
         mask.masked_fill_(~allowed.unsqueeze(1), float("-inf"))
         if full:  # read only from here on (sdpa and the fixed path add it, never write it)
             if len(self._full_masks) > 8:
-                self._full_masks.pop(next(iter(self._full_masks)))
+                self._full_masks.clear()  # (not pop(next(iter())): another pipeline may insert meanwhile)
             self._full_masks[key] = mask
         return mask
 

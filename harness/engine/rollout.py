@@ -89,7 +89,7 @@ def run_episodes(
     on_frame: Callable[[np.ndarray], None] | None = None,
     render_size: tuple[int, int] = (480, 480),
     simulator: str = "batched",
-    pipelines: int = 1,
+    pipelines: int | None = None,
     shift: Shift | None = None,
 ) -> list[EpisodeResult]:
     """Run ``episodes`` with ``policy`` on ``min(num_envs, len(episodes))`` slots.
@@ -114,10 +114,14 @@ def run_episodes(
             ``gymnasium`` (Gymnasium's envs always).
         pipelines: independent rollouts in threads, each with ``num_envs // pipelines`` slots and
             every ``pipelines``-th episode, so that one steps its simulator (MuJoCo releases the
-            GIL) while another computes its actions (torch releases it too): Sample Factory's
-            double-buffered sampling. The episodes are the same as with one pipeline (the
-            forward is batch invariant); callbacks are serialised. Give each pipeline its share
-            of torch's threads (``torch.set_num_threads``); see ``benchmarks/overlap.py``.
+            GIL) while another computes its actions (torch and the fixed-order kernel release it
+            too): Sample Factory's double-buffered sampling. Each pipeline gets its share of
+            torch's threads for the call (``torch.get_num_threads() // pipelines``, at least 1;
+            restored afterwards), so a core runs one pipeline's products without fork/join.
+            Callbacks are serialised. None (default): :func:`auto_pipelines` (one per torch thread
+            where the forward is batch invariant by construction, else 1). The episodes are the
+            same as with one pipeline wherever the forward is batch invariant (tested); see
+            ``benchmarks/overlap.py``.
         shift: a :class:`harness.world.shift.Shift` of every episode (dynamics on the slots'
             simulator, observation and action noise from each episode's own generators).
 
@@ -129,6 +133,8 @@ def run_episodes(
         raise ValueError(f"num_envs must be >= 1, got {num_envs}")
     if not episodes:
         return []
+    if pipelines is None:
+        pipelines = auto_pipelines(policy, min(num_envs, len(episodes)), env_workers) if on_frame is None else 1
     if pipelines < 1:
         raise ValueError(f"pipelines must be >= 1, got {pipelines}")
     pipelines = min(pipelines, num_envs, len(episodes))
@@ -155,6 +161,23 @@ def run_episodes(
         envs.close()
 
 
+def auto_pipelines(policy: DTPolicy, num_envs: int, env_workers: int = 1) -> int:
+    """How many pipelines :func:`run_episodes` runs by default: one per torch thread, each with at
+    least a chunk of windows (the fast path's block), where that cannot change an episode.
+
+    Only the fixed-order products (fp32 on CPU under pinned numerics) make a window's action the
+    same whichever slots share its forward, by construction and on every CPU; the BLAS paths'
+    padded blocks are invariant where the self-check says so, and the stock forward is not at all,
+    so they keep one pipeline (and their results do not depend on the thread count). With
+    ``env_workers > 1`` the simulator already runs in other processes: one pipeline.
+    """
+    fast = policy.fast
+    if fast is None or fast.products != "fixed" or env_workers > 1 or policy.device.type != "cpu":
+        return 1
+    chunk = fast.block or num_envs
+    return max(1, min(torch.get_num_threads(), num_envs // max(chunk, 1)))
+
+
 def _pipelined(
     policy: DTPolicy,
     env_id: str,
@@ -173,14 +196,12 @@ def _pipelined(
     lock = threading.Lock()
     groups = [list(range(i, len(episodes), pipelines)) for i in range(pipelines)]
     shares = [num_envs // pipelines + (1 if i < num_envs % pipelines else 0) for i in range(pipelines)]
-    live = [0] * pipelines
 
     def task(i: int) -> list[EpisodeResult]:
-        def prog(done: int, running: int) -> None:
+        def prog(done: int, steps: int) -> None:  # each pipeline's own step: (finished, env steps)
             with lock:
-                live[i] = running
                 if progress is not None:
-                    progress(done, sum(live))
+                    progress(done, steps)
 
         def fin(results: list[EpisodeResult]) -> None:
             with lock:
@@ -198,11 +219,17 @@ def _pipelined(
             fin,
             env_workers,
             simulator=simulator,
+            pipelines=1,
             shift=shift,
         )
 
-    with ThreadPoolExecutor(pipelines, thread_name_prefix="harness-pipeline") as pool:
-        parts = list(pool.map(task, range(pipelines)))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, threads // pipelines))  # a pipeline's share (the kernel reads it per call)
+    try:
+        with ThreadPoolExecutor(pipelines, thread_name_prefix="harness-pipeline") as pool:
+            parts = list(pool.map(task, range(pipelines)))
+    finally:
+        torch.set_num_threads(threads)
     out: list[EpisodeResult | None] = [None] * len(episodes)
     for group, results in zip(groups, parts, strict=True):
         for j, r in zip(group, results, strict=True):  # each part is in the order of its episodes
