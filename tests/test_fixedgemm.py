@@ -155,6 +155,106 @@ def test_the_fused_mlp_is_the_two_products_bit_for_bit(shape):
                 assert torch.equal(x, want), (relu, level, "stale packing")
 
 
+def ln_oracle(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, eps: float) -> torch.Tensor:
+    """The layer norm's definition in exact arithmetic, one rounding per step: 16 lane sums over the
+    features in order, the tree h = 8, 4, 2, 1, mean = s / N; fma(d, d, q) likewise; rstd = 1 / sqrt(var + eps)
+    (the square root rounded once: float64's correctly rounded sqrt of a float32, then float32, is
+    exact rounding for float32); y = ((x - mean) * rstd) * w + b."""
+    m, n = x.shape
+    out = torch.empty(m, n)
+    F32 = lambda v: Fraction(float(v))  # noqa: E731
+
+    def tree(s: list[Fraction]) -> Fraction:
+        for h in (8, 4, 2, 1):
+            for lane in range(h):
+                s[lane] = f32(s[lane] + s[lane + h])
+        return s[0]
+
+    for i in range(m):
+        row = [F32(v) for v in x[i].tolist()]
+        s = [Fraction(0)] * 16
+        for j, v in enumerate(row):
+            s[j % 16] = f32(s[j % 16] + v)
+        mean = f32(tree(s) / n)
+        q = [Fraction(0)] * 16
+        for j, v in enumerate(row):
+            d = f32(v - mean)
+            q[j % 16] = f32(d * d + q[j % 16])
+        var = f32(tree(q) / n)
+        root = f32(Fraction(float(np.sqrt(np.float64(float(f32(var + F32(np.float32(eps)))))))))
+        rstd = f32(1 / root)
+        for j, v in enumerate(row):
+            out[i, j] = float(f32(f32(f32(f32(v - mean) * rstd) * F32(w[j])) + F32(b[j])))
+    return out
+
+
+@pytest.mark.parametrize("n", [1, 7, 16, 37, 130])
+def test_layer_norm_is_its_definition_on_every_path(n):
+    """Every path (AVX-512, AVX2, scalar), 1 and 2 threads, equals the exact-arithmetic oracle bit for
+    bit on odd widths (tails of 16-lane vectors), rows at any scale; in place too; and it is within
+    float rounding of torch's layer norm (which sums in another order)."""
+    g = torch.Generator().manual_seed(n)
+    x = torch.randn(67, n, generator=g) * torch.logspace(-3, 3, 67)[:, None] + torch.randn(67, 1, generator=g)
+    w, b = torch.randn(n, generator=g), torch.randn(n, generator=g)
+    want = ln_oracle(x[:5], w, b, 1e-5)
+    assert torch.equal(fixedgemm.layer_norm_scalar(x[:5], w, b, 1e-5), want)
+    full = fixedgemm.layer_norm_scalar(x, w, b, 1e-5)
+    for level in levels():
+        fixedgemm.set_isa(level)
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            assert torch.equal(fixedgemm.layer_norm(x, w, b, 1e-5), full), (level, threads)
+            inplace = x.clone()
+            fixedgemm.layer_norm(inplace, w, b, 1e-5, out=inplace)
+            assert torch.equal(inplace, full)
+    # as accurate as torch's against float64 (rows of tiny spread around an offset lose digits in both)
+    exact = torch.nn.functional.layer_norm(x.double(), (n,), w.double(), b.double(), 1e-5)
+    theirs = torch.nn.functional.layer_norm(x, (n,), w, b, 1e-5)
+    assert (full.double() - exact).abs().max() <= 3 * (theirs.double() - exact).abs().max() + 1e-6
+    well = torch.randn(9, n, generator=g) * 3 + 1
+    theirs = torch.nn.functional.layer_norm(well, (n,), w, b, 1e-5)
+    torch.testing.assert_close(fixedgemm.layer_norm(well, w, b, 1e-5), theirs, atol=1e-5, rtol=1e-5)
+
+
+def test_layer_norm_rows_do_not_depend_on_their_neighbours():
+    """A row's bits are its own: alone, at any position among others, any batch size (3-D input too)."""
+    g = torch.Generator().manual_seed(3)
+    x, w, b = torch.randn(70, 128, generator=g), torch.randn(128, generator=g), torch.randn(128, generator=g)
+    full = fixedgemm.layer_norm(x, w, b, 1e-5)
+    for i in (0, 1, 31, 32, 69):
+        assert torch.equal(fixedgemm.layer_norm(x[i : i + 1], w, b, 1e-5), full[i : i + 1])
+    assert torch.equal(fixedgemm.layer_norm(x.view(7, 10, 128), w, b, 1e-5), full.view(7, 10, 128))
+
+
+@pytest.mark.parametrize("shape", [(1, 5, 7), (13, 19, 37), (70, 33, 130), (944, 128, 384)])
+def test_layer_norm_fused_into_products_is_the_separate_calls_bit_for_bit(shape):
+    """``ln_gemm`` is ``gemm(layer_norm(x), w, bias)`` and ``mlp(..., ln=)`` is ``mlp(layer_norm(x), ...)``
+    on every path and thread count (and with a packing made for another path: the separate calls)."""
+    m, h, n = shape
+    g = torch.Generator().manual_seed(m + n)
+    x0, w, bias = torch.randn(m, h, generator=g), torch.randn(h, n, generator=g), torch.randn(n, generator=g)
+    ln = (torch.randn(h, generator=g), torch.randn(h, generator=g), 1e-5)
+    w2, b2 = torch.randn(n, h, generator=g), torch.randn(h, generator=g)
+    normed = fixedgemm.layer_norm_scalar(x0, *ln)
+    want = fixedgemm.gemm_scalar(normed, w, bias)
+    want_mlp = x0 + fixedgemm.gemm_scalar(fixedgemm.gemm_scalar(normed, w, bias, relu=True), w2, b2)
+    for level in levels():
+        fixedgemm.set_isa(level)
+        p, p2 = fixedgemm.Packed(w), fixedgemm.Packed(w2)
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            assert torch.equal(fixedgemm.ln_gemm(x0, ln, p, bias), want), (level, threads)
+            x = x0.clone()
+            fixedgemm.mlp(x, p, bias, p2, b2, out=x, ln=ln)
+            assert torch.equal(x, want_mlp), (level, threads)
+        if level > 0:
+            fixedgemm.set_isa(level - 1)
+            assert torch.equal(fixedgemm.ln_gemm(x0, ln, p, bias), want), (level, "stale packing")
+            x = x0.clone()
+            fixedgemm.mlp(x, p, bias, p2, b2, out=x, ln=ln)
+            assert torch.equal(x, want_mlp), (level, "stale packing")
+
+
 @pytest.mark.slow
 def test_a_row_is_the_same_at_every_position_and_batch_size():
     """Batch 1..64, the probe row at every position: its output never changes (any path, 1 and 2 threads)."""

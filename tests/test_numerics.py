@@ -107,7 +107,8 @@ def test_regression_platform_names_the_mode_not_the_cpu(monkeypatch):
     pinned |= {"products": "fixed-order products (AVX2+FMA kernel)"}
     monkeypatch.setattr(regression.numerics, "state", lambda: pinned | {"in_force": True, "portable": True})
     p = regression.platform()
-    assert "cpu" not in p and "blas" not in p and p["numerics"].startswith("pinned") and p["evaluation_revision"] == 4
+    assert "cpu" not in p and "blas" not in p and p["numerics"].startswith("pinned")
+    assert p["evaluation_revision"] == regression.EVALUATION_REVISION
     monkeypatch.setattr(
         regression.numerics, "state", lambda: pinned | {"mode": "native", "in_force": True} | {"portable": False}
     )

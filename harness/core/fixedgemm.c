@@ -28,7 +28,7 @@
 #define FX_X86 0
 #endif
 
-#define FX_VERSION 2
+#define FX_VERSION 3
 
 /* Epilogue flags (fx_gemm's `flags`): add to C's old value; ReLU after the bias. */
 #define FX_ACCUMULATE 1
@@ -455,13 +455,19 @@ int fx_gemm(int b0, int b1, int M, int N, int K, const float *A, long sa0, long 
     return 0;
 }
 
+static void fx_ln_rows(int isa, int i0, int i1, int N, const float *X, long ldx, const float *w, const float *b,
+                       float eps, float *Y, long ldy);
+
 /* The MLP of a transformer block, fused by row block:  X[i, :] += act(Y[i, :] @ W1 + b1) @ W2 + b2
  * for rows i < M, with W1 (H x I) and W2 (I x H) packed once by fx_pack_b (p1, p2), act ReLU when
  * relu (else none). Each row block's hidden activations (mr x I) live in a thread's own buffer
  * (L1/L2) instead of an M x I matrix in memory. Every element is the chain it is in two fx_gemm
- * calls (the hidden: chain over H, + b1, ReLU; X: X + (chain over I, + b2)): the same bits. */
+ * calls (the hidden: chain over H, + b1, ReLU; X: X + (chain over I, + b2)): the same bits.
+ * lnw non-NULL: Y is LN(X) (fx_layernorm with lnw, lnb, eps), computed by row block into the
+ * thread's buffer first (Y and ldy unused): the same bits as fx_layernorm, then this. */
 int fx_mlp(int M, int H, int I, const float *Y, long ldy, const float *p1, const float *b1, const float *p2,
-           const float *b2, float *X, long ldx, int relu, int threads) {
+           const float *b2, float *X, long ldx, int relu, int threads, const float *lnw, const float *lnb,
+           float eps) {
     if (M <= 0 || H <= 0 || I <= 0) return 0;
     int isa = fx_path(), nr, mr;
     fx_shape(isa, &nr, &mr);
@@ -474,18 +480,470 @@ int fx_mlp(int M, int H, int I, const float *Y, long ldy, const float *p1, const
     (void)parallel;
 #endif
     for (long blk = 0; blk < blocks; blk++) {
-        float *hid = fx_scratch((size_t)mr * I);
+        float *hid = fx_scratch((size_t)mr * I + (lnw ? (size_t)mr * H : 0));
         if (!hid) {
             failed = 1;
             continue;
         }
         int i0 = (int)(blk * mr), rows = M - i0 < mr ? M - i0 : mr;
-        fx_job up = {rows, I, H, Y + (long)i0 * ldy, ldy, NULL, 0, 0, b1, hid, I, relu ? FX_RELU : 0};
+        const float *y = Y + (long)i0 * ldy;
+        long ld = ldy;
+        if (lnw) { /* the block's layer norm first: Y = LN(X) rows, in the thread's buffer */
+            float *normed = hid + (size_t)mr * I;
+            fx_ln_rows(isa, 0, rows, H, X + (long)i0 * ldx, ldx, lnw, lnb, eps, normed, H);
+            y = normed, ld = H;
+        }
+        fx_job up = {rows, I, H, y, ld, NULL, 0, 0, b1, hid, I, relu ? FX_RELU : 0};
         fx_run_tiles(&up, p1, isa, 0, panels1);
         fx_job down = {rows, H, I, hid, I, NULL, 0, 0, b2, X + (long)i0 * ldx, ldx, FX_ACCUMULATE};
         fx_run_tiles(&down, p2, isa, 0, panels2);
     }
     return failed ? -1 : 0;
+}
+
+/* ---------------------------------------------------------------- layer norm (fixed order)
+ *
+ * Y[i, :] = LN(X[i, :]) * w + b over N features, defined lane by lane so that 16-wide (AVX-512),
+ * 2 x 8-wide (AVX2) and scalar code compute the same chains:
+ *   s[l] = +0; s[l] = s[l] + x[j] for j = l, l + 16, l + 32, ... < N, in order   (l = 0..15)
+ *   tree: s[l] = s[l] + s[l + h] for h = 8, 4, 2, 1 and l < h;   mean = s[0] / N
+ *   q[l] likewise of fmaf(d, d, q[l]) with d = x[j] - mean;      var = q[0] / N
+ *   rstd = 1 / sqrtf(var + eps);   y[j] = ((x[j] - mean) * rstd) * w[j] + b[j]   (no fused step)
+ * Two passes (mean, then squared deviations): no cancellation as in E[x^2] - mean^2. Rows are
+ * independent, so the bits do not depend on the row's position, the batch or the thread count. */
+
+static float fx_tree16(float *s) {
+    for (int h = 8; h >= 1; h >>= 1)
+        for (int l = 0; l < h; l++) s[l] = s[l] + s[l + h];
+    return s[0];
+}
+
+static void fx_ln_row_scalar(int N, const float *x, const float *w, const float *b, float eps, float *y) {
+    float s[16] = {0}, q[16] = {0};
+    for (int j = 0; j < N; j++) s[j % 16] = s[j % 16] + x[j];
+    float mean = fx_tree16(s) / (float)N;
+    for (int j = 0; j < N; j++) {
+        float d = x[j] - mean;
+        q[j % 16] = fmaf(d, d, q[j % 16]);
+    }
+    float rstd = 1.0f / sqrtf(fx_tree16(q) / (float)N + eps);
+    for (int j = 0; j < N; j++) y[j] = ((x[j] - mean) * rstd) * w[j] + b[j];
+}
+
+/* The tail (N % 16 features) of a vector row: lanes l < N - j0 take one more element, scalar. */
+static float fx_ln_tail_sum(int N, int j0, const float *x, float *s) {
+    for (int j = j0; j < N; j++) s[j - j0] = s[j - j0] + x[j];
+    return fx_tree16(s);
+}
+
+static float fx_ln_tail_sq(int N, int j0, const float *x, float mean, float *q) {
+    for (int j = j0; j < N; j++) {
+        float d = x[j] - mean;
+        q[j - j0] = fmaf(d, d, q[j - j0]);
+    }
+    return fx_tree16(q);
+}
+
+#if FX_X86
+__attribute__((target("avx512f"))) static void fx_ln_row_avx512(int N, const float *x, const float *w,
+                                                                 const float *b, float eps, float *y) {
+    int full = N / 16 * 16;
+    __m512 s = _mm512_setzero_ps(), q = _mm512_setzero_ps();
+    for (int j = 0; j < full; j += 16) s = _mm512_add_ps(s, _mm512_loadu_ps(x + j));
+    float t[16];
+    _mm512_storeu_ps(t, s);
+    float mean = fx_ln_tail_sum(N, full, x, t) / (float)N;
+    __m512 m = _mm512_set1_ps(mean);
+    for (int j = 0; j < full; j += 16) {
+        __m512 d = _mm512_sub_ps(_mm512_loadu_ps(x + j), m);
+        q = _mm512_fmadd_ps(d, d, q);
+    }
+    _mm512_storeu_ps(t, q);
+    float rstd = 1.0f / sqrtf(fx_ln_tail_sq(N, full, x, mean, t) / (float)N + eps);
+    __m512 r = _mm512_set1_ps(rstd);
+    for (int j = 0; j < full; j += 16) {
+        __m512 v = _mm512_mul_ps(_mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(x + j), m), r), _mm512_loadu_ps(w + j));
+        _mm512_storeu_ps(y + j, _mm512_add_ps(v, _mm512_loadu_ps(b + j)));
+    }
+    for (int j = full; j < N; j++) y[j] = ((x[j] - mean) * rstd) * w[j] + b[j];
+}
+
+__attribute__((target("avx2,fma"))) static void fx_ln_row_avx2(int N, const float *x, const float *w,
+                                                                const float *b, float eps, float *y) {
+    int full = N / 16 * 16;
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), q0 = _mm256_setzero_ps(), q1 = _mm256_setzero_ps();
+    for (int j = 0; j < full; j += 16) {
+        s0 = _mm256_add_ps(s0, _mm256_loadu_ps(x + j));
+        s1 = _mm256_add_ps(s1, _mm256_loadu_ps(x + j + 8));
+    }
+    float t[16];
+    _mm256_storeu_ps(t, s0);
+    _mm256_storeu_ps(t + 8, s1);
+    float mean = fx_ln_tail_sum(N, full, x, t) / (float)N;
+    __m256 m = _mm256_set1_ps(mean);
+    for (int j = 0; j < full; j += 16) {
+        __m256 d0 = _mm256_sub_ps(_mm256_loadu_ps(x + j), m), d1 = _mm256_sub_ps(_mm256_loadu_ps(x + j + 8), m);
+        q0 = _mm256_fmadd_ps(d0, d0, q0);
+        q1 = _mm256_fmadd_ps(d1, d1, q1);
+    }
+    _mm256_storeu_ps(t, q0);
+    _mm256_storeu_ps(t + 8, q1);
+    float rstd = 1.0f / sqrtf(fx_ln_tail_sq(N, full, x, mean, t) / (float)N + eps);
+    __m256 r = _mm256_set1_ps(rstd);
+    for (int j = 0; j < full / 8 * 8; j += 8) {
+        __m256 v = _mm256_mul_ps(_mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + j), m), r), _mm256_loadu_ps(w + j));
+        _mm256_storeu_ps(y + j, _mm256_add_ps(v, _mm256_loadu_ps(b + j)));
+    }
+    for (int j = full; j < N; j++) y[j] = ((x[j] - mean) * rstd) * w[j] + b[j];
+}
+#endif
+
+static void fx_ln_rows(int isa, int i0, int i1, int N, const float *X, long ldx, const float *w, const float *b,
+                       float eps, float *Y, long ldy) {
+    for (int i = i0; i < i1; i++) {
+        const float *x = X + (long)i * ldx;
+        float *y = Y + (long)i * ldy;
+#if FX_X86
+        if (isa == FX_AVX512) {
+            fx_ln_row_avx512(N, x, w, b, eps, y);
+            continue;
+        }
+        if (isa == FX_AVX2) {
+            fx_ln_row_avx2(N, x, w, b, eps, y);
+            continue;
+        }
+#endif
+        fx_ln_row_scalar(N, x, w, b, eps, y);
+    }
+}
+
+/* Layer norm of M rows (see above) on this CPU's path; rows shared out among `threads` (Y may be X). */
+int fx_layernorm(int M, int N, const float *X, long ldx, const float *w, const float *b, float eps, float *Y,
+                 long ldy, int threads) {
+    if (M <= 0 || N <= 0) return 0;
+    int isa = fx_path();
+    int blocks = (M + 31) / 32, parallel = threads > 1 && blocks >= 2 * threads;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(threads) if (parallel)
+#else
+    (void)parallel;
+#endif
+    for (int blk = 0; blk < blocks; blk++) {
+        int i0 = blk * 32, i1 = i0 + 32 < M ? i0 + 32 : M;
+        fx_ln_rows(isa, i0, i1, N, X, ldx, w, b, eps, Y, ldy);
+    }
+    return 0;
+}
+
+/* The definition, one row at a time in scalar code (what the vector paths are checked against). */
+void fx_layernorm_scalar(int M, int N, const float *X, long ldx, const float *w, const float *b, float eps,
+                         float *Y, long ldy) {
+    for (int i = 0; i < M; i++) fx_ln_row_scalar(N, X + (long)i * ldx, w, b, eps, Y + (long)i * ldy);
+}
+
+/* C = LN(X) @ B + bias (flags as fx_gemm's) with B packed once (bp): X (M x K) is normalised by
+ * row block into the thread's buffer, then that block's tiles run over every panel; the (M x K)
+ * normalised matrix never goes to memory. Same bits as fx_layernorm, then fx_gemm. */
+int fx_ln_gemm(int M, int N, int K, const float *X, long ldx, const float *lnw, const float *lnb, float eps,
+               const float *bp, const float *bias, float *C, long ldc, int flags, int threads) {
+    if (M <= 0 || N <= 0 || K <= 0) return M <= 0 || N <= 0 ? 0 : -2;
+    int isa = fx_path(), nr, mr;
+    fx_shape(isa, &nr, &mr);
+    long blocks = (M + mr - 1) / mr, panels = (N + nr - 1) / nr;
+    int failed = 0;
+    int parallel = threads > 1 && blocks >= 2 * threads;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(threads) if (parallel) reduction(| : failed)
+#else
+    (void)parallel;
+#endif
+    for (long blk = 0; blk < blocks; blk++) {
+        float *normed = fx_scratch((size_t)mr * K);
+        if (!normed) {
+            failed = 1;
+            continue;
+        }
+        int i0 = (int)(blk * mr), rows = M - i0 < mr ? M - i0 : mr;
+        fx_ln_rows(isa, 0, rows, K, X + (long)i0 * ldx, ldx, lnw, lnb, eps, normed, K);
+        fx_job job = {rows, N, K, normed, K, NULL, 0, 0, bias, C + (long)i0 * ldc, ldc, flags};
+        fx_run_tiles(&job, bp, isa, 0, panels);
+    }
+    return failed ? -1 : 0;
+}
+
+/* ---------------------------------------------------------------- attention (fixed order)
+ *
+ * For each item (a window's head): S = Q K^T (each score the defining fmaf chain over d), then
+ * s = (s * scale) + mask (two roundings, as torch's mul_ and add_), then the softmax of each row,
+ * defined lane by lane like the layer norm:
+ *   m = max_j s_j;  e_j = fx_exp(s_j - m);  sum: 16 lane sums e[j % 16] in order, tree 8, 4, 2, 1;
+ *   w_j = e_j / sum
+ * and O = W V (each element the chain over all t keys in order; masked keys weigh exactly +0).
+ * fx_exp (x <= 0 here): 0 below -87 (and at -inf), NaN stays NaN; otherwise n = rint(x * log2 e),
+ * r = fmaf(n, -C1, x), r = fmaf(n, -C2, r) (Cody-Waite, Cephes' C1, C2), a degree-7 Taylor
+ * polynomial in r by fmaf (Horner), times 2^n built in the exponent bits. Every step is one IEEE
+ * operation, the same in AVX-512, AVX2 and scalar code: the bits do not depend on the CPU, and a
+ * row's bits not on its batch (items are independent). Within 2 ulp of exp on [-87, 0]. */
+
+#define FX_EXP_LO (-87.0f)
+#define FX_LOG2E 1.44269504088896341f
+#define FX_C1 0.693359375f
+#define FX_C2 (-2.12194440e-4f)
+
+static inline float fx_exp_scalar(float x) {
+    if (!(x >= FX_EXP_LO)) return x != x ? x : 0.0f;
+    float n = rintf(x * FX_LOG2E);
+    float r = fmaf(n, -FX_C1, x);
+    r = fmaf(n, -FX_C2, r);
+    float p = 1.0f / 5040.0f;
+    p = fmaf(p, r, 1.0f / 720.0f);
+    p = fmaf(p, r, 1.0f / 120.0f);
+    p = fmaf(p, r, 1.0f / 24.0f);
+    p = fmaf(p, r, 1.0f / 6.0f);
+    p = fmaf(p, r, 0.5f);
+    p = fmaf(p, r, 1.0f);
+    p = fmaf(p, r, 1.0f);
+    union {
+        uint32_t u;
+        float f;
+    } two = {(uint32_t)((int)n + 127) << 23};
+    return p * two.f;
+}
+
+/* One row of scores in place: scale, mask (NULL: none), softmax (the definition above). */
+static void fx_softmax_row_scalar(int N, float *s, float scale, const float *mask) {
+    float m = -INFINITY, sum[16] = {0};
+    for (int j = 0; j < N; j++) {
+        float v = s[j] * scale;
+        if (mask) v = v + mask[j];
+        s[j] = v;
+        m = v > m ? v : m;
+    }
+    for (int j = 0; j < N; j++) {
+        s[j] = fx_exp_scalar(s[j] - m);
+        sum[j % 16] = sum[j % 16] + s[j];
+    }
+    float total = fx_tree16(sum);
+    for (int j = 0; j < N; j++) s[j] = s[j] / total;
+}
+
+#if FX_X86
+__attribute__((target("avx512f"))) static inline __m512 fx_exp_avx512(__m512 x) {
+    __mmask16 ok = _mm512_cmp_ps_mask(x, _mm512_set1_ps(FX_EXP_LO), _CMP_GE_OQ);
+    __mmask16 nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(FX_LOG2E)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fmadd_ps(n, _mm512_set1_ps(-FX_C1), x);
+    r = _mm512_fmadd_ps(n, _mm512_set1_ps(-FX_C2), r);
+    __m512 p = _mm512_set1_ps(1.0f / 5040.0f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(_mm512_maskz_mov_ps(ok, n)), _mm512_set1_epi32(127)), 23);
+    __m512 out = _mm512_maskz_mul_ps(ok, p, _mm512_castsi512_ps(e));
+    return _mm512_mask_mov_ps(out, nan, x);
+}
+
+__attribute__((target("avx512f"))) static void fx_softmax_row_avx512(int N, float *s, float scale, const float *mask) {
+    int full = N / 16 * 16;
+    __m512 sc = _mm512_set1_ps(scale), mv = _mm512_set1_ps(-INFINITY);
+    for (int j = 0; j < full; j += 16) {
+        __m512 v = _mm512_mul_ps(_mm512_loadu_ps(s + j), sc);
+        if (mask) v = _mm512_add_ps(v, _mm512_loadu_ps(mask + j));
+        _mm512_storeu_ps(s + j, v);
+        mv = _mm512_max_ps(mv, v);
+    }
+    float lanes[16], m = -INFINITY;
+    _mm512_storeu_ps(lanes, mv);
+    for (int l = 0; l < 16; l++) m = lanes[l] > m ? lanes[l] : m;
+    for (int j = full; j < N; j++) {
+        float v = s[j] * scale;
+        if (mask) v = v + mask[j];
+        s[j] = v;
+        m = v > m ? v : m;
+    }
+    __m512 mm = _mm512_set1_ps(m), acc = _mm512_setzero_ps();
+    for (int j = 0; j < full; j += 16) {
+        __m512 e = fx_exp_avx512(_mm512_sub_ps(_mm512_loadu_ps(s + j), mm));
+        _mm512_storeu_ps(s + j, e);
+        acc = _mm512_add_ps(acc, e);
+    }
+    _mm512_storeu_ps(lanes, acc);
+    for (int j = full; j < N; j++) {
+        s[j] = fx_exp_scalar(s[j] - m);
+        lanes[j - full] = lanes[j - full] + s[j];
+    }
+    __m512 total = _mm512_set1_ps(fx_tree16(lanes));
+    for (int j = 0; j < full; j += 16) _mm512_storeu_ps(s + j, _mm512_div_ps(_mm512_loadu_ps(s + j), total));
+    for (int j = full; j < N; j++) s[j] = s[j] / lanes[0];
+}
+
+__attribute__((target("avx2,fma"))) static inline __m256 fx_exp_avx2(__m256 x) {
+    __m256 ok = _mm256_cmp_ps(x, _mm256_set1_ps(FX_EXP_LO), _CMP_GE_OQ);
+    __m256 nan = _mm256_cmp_ps(x, x, _CMP_UNORD_Q);
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(FX_LOG2E)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fmadd_ps(n, _mm256_set1_ps(-FX_C1), x);
+    r = _mm256_fmadd_ps(n, _mm256_set1_ps(-FX_C2), r);
+    __m256 p = _mm256_set1_ps(1.0f / 5040.0f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 720.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(_mm256_and_ps(ok, n)), _mm256_set1_epi32(127)), 23);
+    __m256 out = _mm256_and_ps(ok, _mm256_mul_ps(p, _mm256_castsi256_ps(e)));
+    return _mm256_blendv_ps(out, x, nan);
+}
+
+__attribute__((target("avx2,fma"))) static void fx_softmax_row_avx2(int N, float *s, float scale, const float *mask) {
+    int full = N / 16 * 16;
+    __m256 sc = _mm256_set1_ps(scale), m0 = _mm256_set1_ps(-INFINITY), m1 = m0;
+    for (int j = 0; j < full; j += 16) {
+        __m256 v0 = _mm256_mul_ps(_mm256_loadu_ps(s + j), sc), v1 = _mm256_mul_ps(_mm256_loadu_ps(s + j + 8), sc);
+        if (mask) v0 = _mm256_add_ps(v0, _mm256_loadu_ps(mask + j)), v1 = _mm256_add_ps(v1, _mm256_loadu_ps(mask + j + 8));
+        _mm256_storeu_ps(s + j, v0);
+        _mm256_storeu_ps(s + j + 8, v1);
+        m0 = _mm256_max_ps(m0, v0);
+        m1 = _mm256_max_ps(m1, v1);
+    }
+    float lanes[16], m = -INFINITY;
+    _mm256_storeu_ps(lanes, m0);
+    _mm256_storeu_ps(lanes + 8, m1);
+    for (int l = 0; l < 16; l++) m = lanes[l] > m ? lanes[l] : m;
+    for (int j = full; j < N; j++) {
+        float v = s[j] * scale;
+        if (mask) v = v + mask[j];
+        s[j] = v;
+        m = v > m ? v : m;
+    }
+    __m256 mm = _mm256_set1_ps(m), a0 = _mm256_setzero_ps(), a1 = a0;
+    for (int j = 0; j < full; j += 16) {
+        __m256 e0 = fx_exp_avx2(_mm256_sub_ps(_mm256_loadu_ps(s + j), mm));
+        __m256 e1 = fx_exp_avx2(_mm256_sub_ps(_mm256_loadu_ps(s + j + 8), mm));
+        _mm256_storeu_ps(s + j, e0);
+        _mm256_storeu_ps(s + j + 8, e1);
+        a0 = _mm256_add_ps(a0, e0);
+        a1 = _mm256_add_ps(a1, e1);
+    }
+    _mm256_storeu_ps(lanes, a0);
+    _mm256_storeu_ps(lanes + 8, a1);
+    for (int j = full; j < N; j++) {
+        s[j] = fx_exp_scalar(s[j] - m);
+        lanes[j - full] = lanes[j - full] + s[j];
+    }
+    __m256 total = _mm256_set1_ps(fx_tree16(lanes));
+    for (int j = 0; j < full; j += 8) _mm256_storeu_ps(s + j, _mm256_div_ps(_mm256_loadu_ps(s + j), total));
+    for (int j = full; j < N; j++) s[j] = s[j] / lanes[0];
+}
+#endif
+
+static void fx_softmax_row(int isa, int N, float *s, float scale, const float *mask) {
+#if FX_X86
+    if (isa == FX_AVX512) {
+        fx_softmax_row_avx512(N, s, scale, mask);
+        return;
+    }
+    if (isa == FX_AVX2) {
+        fx_softmax_row_avx2(N, s, scale, mask);
+        return;
+    }
+#endif
+    fx_softmax_row_scalar(N, s, scale, mask);
+}
+
+/* One product of the attention on this path: C (M x N, ldc) = A (M x K, lda) @ B (K x N by rsb, csb),
+ * no bias; packs B into `panel` unless M <= 2 (the unpacked rows path). */
+static void fx_product(int isa, int M, int N, int K, const float *A, long lda, const float *B, long rsb, long csb,
+                       float *C, long ldc, float *panel) {
+    fx_job job = {M, N, K, A, lda, B, rsb, csb, NULL, C, ldc, 0};
+#if FX_X86
+    if (M <= 2 && isa != FX_GENERIC) {
+        if (isa == FX_AVX512)
+            fx_rows_avx512(&job);
+        else
+            fx_rows_avx2(&job);
+        return;
+    }
+#endif
+    int nr, mr;
+    fx_shape(isa, &nr, &mr);
+    fx_pack(&job, nr, panel);
+    long tiles = (long)((M + mr - 1) / mr) * ((N + nr - 1) / nr);
+    fx_run_tiles(&job, panel, isa, 0, tiles);
+}
+
+/* Attention of `items` (window, head) pairs, item u = (u / heads, u % heads):
+ *   Q rows i < T_q: q + (u / heads) * sq0 + (u % heads) * sq1 + i * ldq   (D floats each)
+ *   K, V rows j < T: likewise with sk0, sk1, ldk / sv0, sv1, ldv
+ *   mask (NULL: none): row i of window w at mask + w * sm0 + i * ldm (T floats; heads share it)
+ *   O rows: o + (u / heads) * so0 + (u % heads) * so1 + i * ldo
+ * O = softmax((Q K^T) * scale + mask) V as defined above. Items are shared out among threads. */
+int fx_attention(int windows, int heads, int Tq, int T, int D, const float *q, long sq0, long sq1, long ldq,
+                 const float *k, long sk0, long sk1, long ldk, const float *v, long sv0, long sv1, long ldv,
+                 const float *mask, long sm0, long ldm, float scale, float *o, long so0, long so1, long ldo,
+                 int threads) {
+    if (windows <= 0 || heads <= 0 || Tq <= 0 || D <= 0) return 0;
+    if (T <= 0) return -2;
+    int isa = fx_path(), nr, mr;
+    fx_shape(isa, &nr, &mr);
+    long items = (long)windows * heads;
+    size_t panel = (size_t)((T > D ? T : D) + nr) * (size_t)(T > D ? T : D), scores = (size_t)Tq * T;
+    int failed = 0;
+    int parallel = threads > 1 && items >= 2 * threads;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(threads) if (parallel) reduction(| : failed)
+#else
+    (void)parallel;
+#endif
+    for (long u = 0; u < items; u++) {
+        float *buf = fx_scratch(scores + panel);
+        if (!buf) {
+            failed = 1;
+            continue;
+        }
+        long w = u / heads, hd = u % heads;
+        const float *qu = q + w * sq0 + hd * sq1, *ku = k + w * sk0 + hd * sk1, *vu = v + w * sv0 + hd * sv1;
+        float *s = buf, *pan = buf + scores, *ou = o + w * so0 + hd * so1;
+        fx_product(isa, Tq, T, D, qu, ldq, ku, 1, ldk, s, T, pan); /* scores: B = K^T */
+        for (int i = 0; i < Tq; i++) fx_softmax_row(isa, T, s + (long)i * T, scale, mask ? mask + w * sm0 + i * ldm : NULL);
+        fx_product(isa, Tq, D, T, s, T, vu, ldv, 1, ou, ldo, pan); /* weighted sum over every key */
+    }
+    return failed ? -1 : 0;
+}
+
+/* The softmax's definition, one row at a time in scalar code (rows of N at s + i * lds, in place). */
+void fx_softmax_scalar(int M, int N, float *s, long lds, float scale, const float *mask, long ldm) {
+    for (int i = 0; i < M; i++) fx_softmax_row_scalar(N, s + (long)i * lds, scale, mask ? mask + (long)i * ldm : NULL);
+}
+
+#if FX_X86
+__attribute__((target("avx512f"))) static int fx_exp_many_avx512(int n, const float *x, float *y) {
+    int i = 0;
+    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, fx_exp_avx512(_mm512_loadu_ps(x + i)));
+    return i;
+}
+
+__attribute__((target("avx2,fma"))) static int fx_exp_many_avx2(int n, const float *x, float *y) {
+    int i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, fx_exp_avx2(_mm256_loadu_ps(x + i)));
+    return i;
+}
+#endif
+
+/* fx_exp on this path (tests): y[i] = exp(x[i]) as defined above, for x <= 0 (vectors, then scalar). */
+void fx_exp_vector(int n, const float *x, float *y) {
+    int isa = fx_path(), i = 0;
+#if FX_X86
+    if (isa == FX_AVX512) i = fx_exp_many_avx512(n, x, y);
+    if (isa == FX_AVX2) i = fx_exp_many_avx2(n, x, y);
+#endif
+    (void)isa;
+    for (; i < n; i++) y[i] = fx_exp_scalar(x[i]);
 }
 
 /* Floats a packed (K, N) B takes on this CPU's path (fx_pack_b's dst). */

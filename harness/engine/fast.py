@@ -31,12 +31,15 @@ alone are not enough: a row's rounding can also depend on its position inside a 
 GEMM (on AMD EPYC with AVX-512, MKL rounds odd rows of a block differently; issue 21), which
 no layout of ours can rule out when a BLAS computes the products. Under pinned numerics
 (:mod:`harness.core.numerics`) they are not the BLAS's: ``products="fixed"`` runs every matrix
-product as :mod:`harness.core.fixedgemm`'s fixed-order FMA chain, exact by construction on every
-CPU, and torch's own kernels (layer norm, softmax, activations) run their AVX2 versions.
+product as :mod:`harness.core.fixedgemm`'s fixed-order FMA chain, every layer norm and the
+attention (scores, scale, mask, softmax, weighted sum, one window's head at a time) as its
+fixed-order kernels, exact by construction on every CPU; the layer norms before the q/k/v product
+and the MLP are fused into those kernels by row block. What is left to torch (the timestep
+lookup, additions, ReLU, tanh) runs its AVX2 kernels.
 ``tests/test_fast.py`` checks every batch size and row position, and ``batch_invariant``
 re-checks every position of a block at start-up on the machine that runs the sweep. With the
 fixed-order products no padding is needed: a row's bits are the kernel's definition whatever its
-M, and the kernels left to torch (layer norm, softmax, element-wise) work row by row, so
+M, and the kernels left to torch (element-wise) work element by element, so
 ``block`` windows are only a chunk size there (16 by default: the policy's) and the last chunk
 runs as it is (one window alone costs one window).
 
@@ -117,6 +120,13 @@ def _merge(x: torch.Tensor) -> torch.Tensor:
 
 def _ln(x: torch.Tensor, p: tuple[torch.Tensor, torch.Tensor, float]) -> torch.Tensor:
     return F.layer_norm(x, x.shape[-1:], p[0], p[1], p[2])
+
+
+def _ln_fixed(
+    x: torch.Tensor, p: tuple[torch.Tensor, torch.Tensor, float], out: torch.Tensor | None = None
+) -> torch.Tensor:
+    """:func:`_ln` as :func:`harness.core.fixedgemm.layer_norm` (fixed order: the same bits on every CPU)."""
+    return fixedgemm.layer_norm(x, p[0], p[1], p[2], out=out)
 
 
 class FastActionHead:
@@ -236,7 +246,6 @@ class FastActionHead:
             t, h = 3 * k - 1, self.layers[0].hidden
             inner = self.layers[0].w_fc.shape[1]
             z = dict(device=device, dtype=self.dtype)
-            heads = self.layers[0].heads
             buffers[key] = {
                 "x": torch.empty(n * t, h, **z),
                 "q": torch.empty(n * t, h, **z),
@@ -248,7 +257,6 @@ class FastActionHead:
                 buffers[key] |= {
                     "qkv": torch.empty(n * t, 3 * h, **z),
                     "att": torch.empty(n * t, h, **z),
-                    "scores": torch.empty(n, heads, t, t, **z),
                 }
         return buffers[key]
 
@@ -342,24 +350,6 @@ class FastActionHead:
         w, bias = self.embeds[name]
         return fixedgemm.gemm(x.reshape(-1, x.shape[-1]), w, bias).view(*x.shape[:-1], w.shape[1])
 
-    def _attend_fixed(
-        self,
-        q: torch.Tensor,
-        kk: torch.Tensor,
-        v: torch.Tensor,
-        mask: torch.Tensor,
-        scale: float,
-        out: torch.Tensor,
-        scores: torch.Tensor | None = None,
-    ) -> None:
-        """Attention with fixed-order products: ``q (n, heads, tq, d)``, ``kk``/``v`` ``(n, heads, t, d)``,
-        additive ``mask (n, 1, tq, t)``; writes ``(n, heads, tq, d)`` into ``out`` (a view of a merged
-        buffer); ``scores``: an ``(n, heads, tq, t)`` scratch buffer."""
-        scores = fixedgemm.gemm(q, kk.transpose(-1, -2), out=scores)  # one chain over d each
-        scores.mul_(scale).add_(mask)
-        weights = torch.softmax(scores, dim=-1)
-        fixedgemm.gemm(weights, v, out=out)  # one chain over all t keys (masked ones weigh exactly 0)
-
     def _forward_fixed(self, window: Window, raw: bool = False) -> torch.Tensor:
         """:meth:`_forward` with every matrix product in fixed order (fp32, CPU)."""
         states, actions, rtg = window.states, window.actions, window.returns_to_go
@@ -382,7 +372,8 @@ class FastActionHead:
             dim=1,
         )  # (n, 3K-1, h): R_1..R_K, s_1..s_K, a_1..a_{K-1}
         x3 = b["x"].view(n, t, h)
-        x3.copy_(self.embed_ln(emb).add_(self.pos0))
+        ln = self.embed_ln
+        fixedgemm.layer_norm(emb, ln.weight, ln.bias, ln.eps, out=x3).add_(self.pos0)
         x = b["x"]  # (n*t, h) residual stream
 
         mask = self._mask(valid, k, dev)
@@ -394,33 +385,31 @@ class FastActionHead:
             return qkv[:, i * h : (i + 1) * h].view(n, -1, heads, d).transpose(1, 2)
 
         for layer, pw in zip(self.layers[:-1], self.packed, strict=False):
-            y = _ln(x, layer.ln_1)
-            qkv = fixedgemm.gemm(y, pw["w_qkv"], layer.b_qkv, out=b["qkv"])  # (n*t, 3h)
+            # ln_1 then the q/k/v product, fused by row block in the kernel (the same bits)
+            qkv = fixedgemm.ln_gemm(x, layer.ln_1, pw["w_qkv"], layer.b_qkv, out=b["qkv"])  # (n*t, 3h)
             q, kk, v = split(qkv, 0), split(qkv, 1), split(qkv, 2)
-            self._attend_fixed(q, kk, v, mask, layer.scaling, att_heads, b["scores"])
+            fixedgemm.attention(q, kk, v, mask, layer.scaling, out=att_heads)
             fixedgemm.gemm(att, pw["w_o"], layer.b_o, out=x, accumulate=True)
-            y = _ln(x, layer.ln_2)
-            _mlp(layer, pw, y, x, b["mlp"])
+            _mlp(layer, pw, x, x, b["mlp"], ln=layer.ln_2)
 
         last, pw = self.layers[-1], self.packed[-1]
         newest = 2 * k - 1  # s_K in the by-kind layout
-        y = _ln(x, last.ln_1)
-        kv = fixedgemm.gemm(y, pw["w_kv"], last.b_kv, out=b["qkv"][:, : 2 * h])  # (n*t, 2h)
-        q = fixedgemm.gemm(y.view(n, t, h)[:, newest], pw["w_q"], last.qkv[0][1])  # (n, h)
+        kv = fixedgemm.ln_gemm(x, last.ln_1, pw["w_kv"], last.b_kv, out=b["qkv"][:, : 2 * h])  # (n*t, 2h)
+        y = _ln_fixed(x3[:, newest], last.ln_1)  # (n, h): the same rows' bits (rows are independent)
+        q = fixedgemm.gemm(y, pw["w_q"], last.qkv[0][1])  # (n, h)
         att1 = torch.empty(n, 1, h, device=dev)
-        self._attend_fixed(
+        fixedgemm.attention(
             q.view(n, 1, heads, d).transpose(1, 2),
             split(kv, 0),
             split(kv, 1),
             mask[:, :, newest : newest + 1],
             last.scaling,
-            att1.view(n, 1, heads, d).transpose(1, 2),
+            out=att1.view(n, 1, heads, d).transpose(1, 2),
         )
         hl = x3[:, newest].contiguous()  # (n, h)
         fixedgemm.gemm(att1.view(n, h), pw["w_o"], last.b_o, out=hl, accumulate=True)
-        y = _ln(hl, last.ln_2)
-        _mlp(last, pw, y, hl)
-        final = _ln(hl, self.ln_f)
+        _mlp(last, pw, hl, hl, ln=last.ln_2)
+        final = _ln_fixed(hl, self.ln_f)
         out = fixedgemm.gemm(final, self.packed_act, self.b_act)
         if raw:
             return torch.cat([final, out], dim=1)
@@ -435,16 +424,21 @@ def _mlp(
     y: torch.Tensor,
     x: torch.Tensor,
     hid: torch.Tensor | None = None,
+    ln: fixedgemm.LayerNormParams | None = None,
 ) -> None:
-    """The block's MLP into the residual stream ``x`` ``(rows, h)`` from ``y = ln_2(x)``, fixed-order.
+    """The block's MLP into the residual stream ``x`` ``(rows, h)`` from ``y``, fixed-order; with ``ln``
+    (``ln_2``'s parameters), ``y`` is ``layer_norm(x)`` (pass ``y=x``), normalised in the kernel.
 
-    ReLU models: one fused kernel call (:func:`harness.core.fixedgemm.mlp`; the ReLU in the product's
-    epilogue, the ``(rows, inner)`` activations never in memory); other activations run torch's
-    kernel between the two products (``hid``: an optional ``(rows, inner)`` buffer). Same bits either way.
+    ReLU models: one fused kernel call (:func:`harness.core.fixedgemm.mlp`; the layer norm by row
+    block, the ReLU in the product's epilogue, the ``(rows, inner)`` activations never in memory);
+    other activations run torch's kernel between the two products (``hid``: an optional
+    ``(rows, inner)`` buffer). Same bits either way.
     """
     if layer.relu:
-        fixedgemm.mlp(y, packed["w_fc"], layer.b_fc, packed["w_proj"], layer.b_proj, out=x, relu=True)
+        fixedgemm.mlp(y, packed["w_fc"], layer.b_fc, packed["w_proj"], layer.b_proj, out=x, relu=True, ln=ln)
         return
+    if ln is not None:
+        y = fixedgemm.layer_norm(x, *ln)
     act = layer.act_(fixedgemm.gemm(y, packed["w_fc"], layer.b_fc, out=hid))
     fixedgemm.gemm(act, packed["w_proj"], layer.b_proj, out=x, accumulate=True)
 
