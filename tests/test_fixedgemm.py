@@ -255,6 +255,86 @@ def test_layer_norm_fused_into_products_is_the_separate_calls_bit_for_bit(shape)
             assert torch.equal(x, want_mlp), (level, "stale packing")
 
 
+def test_the_softmax_exp_is_the_same_on_every_path_and_within_2_ulp():
+    """The softmax's exp: AVX-512, AVX2 and scalar give the same bits on [-100, 0] (vector bodies and
+    scalar tails), 0 below -87 and at -inf, NaN stays NaN, exp(-0) = exp(0) = 1; within 2 ulp of exp."""
+    x = torch.cat(
+        [-torch.rand(50_000, generator=torch.Generator().manual_seed(0)) * 100, torch.linspace(-87.5, 0, 4001)]
+    )
+    edges = torch.tensor([0.0, -0.0, -87.0, -86.99999, -87.00001, float("-inf"), float("nan"), -1e-30, -1e-45, -0.5])
+    x = torch.cat([x, edges])
+    outs = []
+    for level in levels():
+        fixedgemm.set_isa(level)
+        outs.append(fixedgemm.exp_nonpositive(x))
+    for y in outs[1:]:
+        assert torch.equal(torch.isnan(y), torch.isnan(outs[0]))
+        assert torch.equal(torch.nan_to_num(y), torch.nan_to_num(outs[0]))
+    y = outs[0]
+    assert y[-10:-4].tolist() == [1.0, 1.0, y[-8].item(), y[-7].item(), 0.0, 0.0] and y[-8] > 0 and y[-7] > 0
+    assert torch.isnan(y[-4]) and y[-3] == 1.0 and y[-2] == 1.0
+    ok = x >= -87
+    exact = torch.exp(x[ok].double())
+    assert ((y[ok].double() - exact).abs() / exact).max() < 2 * 2.0**-24
+    assert (y[x < -87] == 0).all()
+
+
+def attention_definition(q, k, v, mask, scale):
+    """The fused attention's definition from the separately checked pieces: the scalar chains of
+    the two products around the scalar softmax, one window's head at a time."""
+    n, heads, tq, _ = q.shape
+    out = torch.empty(q.shape)
+    for w in range(n):
+        for h in range(heads):
+            scores = fixedgemm.gemm_scalar(q[w, h], k[w, h].t())
+            weights = fixedgemm.softmax_scalar(scores, scale, mask[w, 0] if mask is not None else None)
+            out[w, h] = fixedgemm.gemm_scalar(weights, v[w, h])
+    return out
+
+
+@pytest.mark.parametrize(
+    ("n", "heads", "tq", "t", "d"), [(3, 1, 59, 59, 128), (2, 3, 7, 37, 19), (4, 2, 1, 59, 64), (2, 1, 2, 17, 33)]
+)
+def test_fused_attention_is_its_definition_on_every_path(n, heads, tq, t, d):
+    """Every path and thread count equals the scalar definition bit for bit (full, odd, one- and
+    two-query shapes; strided views of merged q/k/v buffers as the forward passes them; masked keys
+    weigh exactly 0); the softmax's rows sum to 1 within rounding; within 2e-6 of torch's sdpa."""
+    g = torch.Generator().manual_seed(n * t + d)
+    qkv = torch.randn(n, t, 3, heads, d, generator=g)
+    q = qkv[:, t - tq :, 0].transpose(1, 2)  # (n, heads, tq, d) views with a contiguous last dim
+    k, v = qkv[:, :, 1].transpose(1, 2), qkv[:, :, 2].transpose(1, 2)
+    mask = torch.zeros(n, 1, tq, t).masked_fill_(torch.rand(n, 1, tq, t, generator=g) < 0.4, float("-inf"))
+    mask[..., 0] = 0.0  # every query sees at least one key
+    scale = d**-0.5
+    want = attention_definition(q, k, v, mask, scale)
+    for level in levels():
+        fixedgemm.set_isa(level)
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            merged = torch.full((n, tq, heads, d), float("nan"))
+            out = fixedgemm.attention(q, k, v, mask, scale, out=merged.transpose(1, 2))
+            assert torch.equal(out, want), (level, threads)
+            assert torch.equal(merged.transpose(1, 2), want)
+    weights = fixedgemm.softmax_scalar(fixedgemm.gemm_scalar(q[0, 0], k[0, 0].t()), scale, mask[0, 0])
+    assert (weights[mask[0, 0] == float("-inf")] == 0).all()
+    torch.testing.assert_close(weights.sum(-1), torch.ones(tq), atol=1e-6, rtol=0)
+    sdpa = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
+    torch.testing.assert_close(want, sdpa, atol=2e-6, rtol=1e-5)
+    assert torch.equal(fixedgemm.attention(q, k, v, None, scale), attention_definition(q, k, v, None, scale))
+
+
+def test_a_window_attends_the_same_whatever_its_neighbours():
+    """Items are independent: a window's output alone equals its output among others."""
+    g = torch.Generator().manual_seed(5)
+    q, k, v = (torch.randn(6, 1, 59, 128, generator=g) for _ in range(3))
+    mask = torch.zeros(6, 1, 59, 59).masked_fill_(torch.ones(59, 59).triu(1).bool(), float("-inf"))
+    torch.set_num_threads(2)
+    full = fixedgemm.attention(q, k, v, mask, 0.088)
+    for i in (0, 3, 5):
+        alone = fixedgemm.attention(q[i : i + 1], k[i : i + 1], v[i : i + 1], mask[i : i + 1], 0.088)
+        assert torch.equal(alone, full[i : i + 1])
+
+
 @pytest.mark.slow
 def test_a_row_is_the_same_at_every_position_and_batch_size():
     """Batch 1..64, the probe row at every position: its output never changes (any path, 1 and 2 threads)."""
