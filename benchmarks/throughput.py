@@ -11,8 +11,9 @@ every method does the same work per episode:
    padded window through the stock ``transformers`` forward every step, finished episodes idle
    until the whole wave is done (``benchmarks/lockstep.py``);
 3. ``harness-stock``: the harness's rollout with the stock forward (isolates the fast path);
-4. ``harness``: the harness as shipped (exact fast path, fp32: the fixed-order products under the
-   default pinned numerics);
+4. ``harness``: the harness as shipped (exact fast path, fp32: the fixed-order kernel under the
+   default pinned numerics; on 2+ torch threads the rollout runs one pipeline per thread,
+   ``harness.engine.rollout.auto_pipelines``);
 5. ``harness-native``: the same under ``--numerics native`` (MKL's own products): what the
    fixed-order kernel costs against the BLAS on this machine, measured beside it;
 6. ``harness-bf16``: ``--precision bf16``.

@@ -862,7 +862,7 @@ static void fx_product(int isa, int M, int N, int K, const float *A, long lda, c
                        float *C, long ldc, float *panel) {
     fx_job job = {M, N, K, A, lda, B, rsb, csb, NULL, C, ldc, 0};
 #if FX_X86
-    if (M <= 2 && isa != FX_GENERIC) {
+    if (M <= 2 && isa != FX_GENERIC && (long)N * csb < (1L << 31)) { /* 32-bit gather offsets */
         if (isa == FX_AVX512)
             fx_rows_avx512(&job);
         else
