@@ -748,37 +748,31 @@ __attribute__((target("avx512f"))) static inline __m512 fx_exp_avx512(__m512 x) 
 }
 
 __attribute__((target("avx512f"))) static void fx_softmax_row_avx512(int N, float *s, float scale, const float *mask) {
-    int full = N / 16 * 16;
+    /* 16 lanes; the tail's lanes masked (a masked-off lane is left as it is: its sum gets nothing) */
     __m512 sc = _mm512_set1_ps(scale), mv = _mm512_set1_ps(-INFINITY);
-    for (int j = 0; j < full; j += 16) {
-        __m512 v = _mm512_mul_ps(_mm512_loadu_ps(s + j), sc);
-        if (mask) v = _mm512_add_ps(v, _mm512_loadu_ps(mask + j));
-        _mm512_storeu_ps(s + j, v);
-        mv = _mm512_max_ps(mv, v);
+    for (int j = 0; j < N; j += 16) {
+        __mmask16 k = N - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (N - j)) - 1u);
+        __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, s + j), sc);
+        if (mask) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(k, mask + j));
+        _mm512_mask_storeu_ps(s + j, k, v);
+        mv = _mm512_mask_max_ps(mv, k, mv, v);
     }
     float lanes[16], m = -INFINITY;
     _mm512_storeu_ps(lanes, mv);
     for (int l = 0; l < 16; l++) m = lanes[l] > m ? lanes[l] : m;
-    for (int j = full; j < N; j++) {
-        float v = s[j] * scale;
-        if (mask) v = v + mask[j];
-        s[j] = v;
-        m = v > m ? v : m;
-    }
     __m512 mm = _mm512_set1_ps(m), acc = _mm512_setzero_ps();
-    for (int j = 0; j < full; j += 16) {
-        __m512 e = fx_exp_avx512(_mm512_sub_ps(_mm512_loadu_ps(s + j), mm));
-        _mm512_storeu_ps(s + j, e);
-        acc = _mm512_add_ps(acc, e);
+    for (int j = 0; j < N; j += 16) {
+        __mmask16 k = N - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (N - j)) - 1u);
+        __m512 e = fx_exp_avx512(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, s + j), mm));
+        _mm512_mask_storeu_ps(s + j, k, e);
+        acc = _mm512_mask_add_ps(acc, k, acc, e);
     }
     _mm512_storeu_ps(lanes, acc);
-    for (int j = full; j < N; j++) {
-        s[j] = fx_exp_scalar(s[j] - m);
-        lanes[j - full] = lanes[j - full] + s[j];
-    }
     __m512 total = _mm512_set1_ps(fx_tree16(lanes));
-    for (int j = 0; j < full; j += 16) _mm512_storeu_ps(s + j, _mm512_div_ps(_mm512_loadu_ps(s + j), total));
-    for (int j = full; j < N; j++) s[j] = s[j] / lanes[0];
+    for (int j = 0; j < N; j += 16) {
+        __mmask16 k = N - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (N - j)) - 1u);
+        _mm512_mask_storeu_ps(s + j, k, _mm512_div_ps(_mm512_maskz_loadu_ps(k, s + j), total));
+    }
 }
 
 __attribute__((target("avx2,fma"))) static inline __m256 fx_exp_avx2(__m256 x) {
@@ -800,45 +794,42 @@ __attribute__((target("avx2,fma"))) static inline __m256 fx_exp_avx2(__m256 x) {
     return _mm256_blendv_ps(out, x, nan);
 }
 
+__attribute__((target("avx2,fma"))) static __m256i fx_tail8(int left) {
+    /* lanes l < left of 8 on (AVX2's maskload/maskstore take a sign mask) */
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(left), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
 __attribute__((target("avx2,fma"))) static void fx_softmax_row_avx2(int N, float *s, float scale, const float *mask) {
-    int full = N / 16 * 16;
-    __m256 sc = _mm256_set1_ps(scale), m0 = _mm256_set1_ps(-INFINITY), m1 = m0;
-    for (int j = 0; j < full; j += 16) {
-        __m256 v0 = _mm256_mul_ps(_mm256_loadu_ps(s + j), sc), v1 = _mm256_mul_ps(_mm256_loadu_ps(s + j + 8), sc);
-        if (mask) v0 = _mm256_add_ps(v0, _mm256_loadu_ps(mask + j)), v1 = _mm256_add_ps(v1, _mm256_loadu_ps(mask + j + 8));
-        _mm256_storeu_ps(s + j, v0);
-        _mm256_storeu_ps(s + j + 8, v1);
-        m0 = _mm256_max_ps(m0, v0);
-        m1 = _mm256_max_ps(m1, v1);
+    /* 16 lanes as two halves of 8 (lanes 0-7: features j..j+7, lanes 8-15: j+8..j+15); tails masked */
+    __m256 sc = _mm256_set1_ps(scale), mh[2] = {_mm256_set1_ps(-INFINITY), _mm256_set1_ps(-INFINITY)};
+    for (int j = 0; j < N; j += 8) {
+        __m256i k = fx_tail8(N - j);
+        __m256 kf = _mm256_castsi256_ps(k);
+        __m256 v = _mm256_mul_ps(_mm256_maskload_ps(s + j, k), sc);
+        if (mask) v = _mm256_add_ps(v, _mm256_maskload_ps(mask + j, k));
+        _mm256_maskstore_ps(s + j, k, v);
+        int h = (j / 8) & 1;
+        mh[h] = _mm256_blendv_ps(mh[h], _mm256_max_ps(mh[h], v), kf);
     }
     float lanes[16], m = -INFINITY;
-    _mm256_storeu_ps(lanes, m0);
-    _mm256_storeu_ps(lanes + 8, m1);
+    _mm256_storeu_ps(lanes, mh[0]);
+    _mm256_storeu_ps(lanes + 8, mh[1]);
     for (int l = 0; l < 16; l++) m = lanes[l] > m ? lanes[l] : m;
-    for (int j = full; j < N; j++) {
-        float v = s[j] * scale;
-        if (mask) v = v + mask[j];
-        s[j] = v;
-        m = v > m ? v : m;
+    __m256 mm = _mm256_set1_ps(m), acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int j = 0; j < N; j += 8) {
+        __m256i k = fx_tail8(N - j);
+        __m256 e = fx_exp_avx2(_mm256_sub_ps(_mm256_maskload_ps(s + j, k), mm));
+        _mm256_maskstore_ps(s + j, k, e);
+        int h = (j / 8) & 1;
+        acc[h] = _mm256_blendv_ps(acc[h], _mm256_add_ps(acc[h], e), _mm256_castsi256_ps(k));
     }
-    __m256 mm = _mm256_set1_ps(m), a0 = _mm256_setzero_ps(), a1 = a0;
-    for (int j = 0; j < full; j += 16) {
-        __m256 e0 = fx_exp_avx2(_mm256_sub_ps(_mm256_loadu_ps(s + j), mm));
-        __m256 e1 = fx_exp_avx2(_mm256_sub_ps(_mm256_loadu_ps(s + j + 8), mm));
-        _mm256_storeu_ps(s + j, e0);
-        _mm256_storeu_ps(s + j + 8, e1);
-        a0 = _mm256_add_ps(a0, e0);
-        a1 = _mm256_add_ps(a1, e1);
-    }
-    _mm256_storeu_ps(lanes, a0);
-    _mm256_storeu_ps(lanes + 8, a1);
-    for (int j = full; j < N; j++) {
-        s[j] = fx_exp_scalar(s[j] - m);
-        lanes[j - full] = lanes[j - full] + s[j];
-    }
+    _mm256_storeu_ps(lanes, acc[0]);
+    _mm256_storeu_ps(lanes + 8, acc[1]);
     __m256 total = _mm256_set1_ps(fx_tree16(lanes));
-    for (int j = 0; j < full; j += 8) _mm256_storeu_ps(s + j, _mm256_div_ps(_mm256_loadu_ps(s + j), total));
-    for (int j = full; j < N; j++) s[j] = s[j] / lanes[0];
+    for (int j = 0; j < N; j += 8) {
+        __m256i k = fx_tail8(N - j);
+        _mm256_maskstore_ps(s + j, k, _mm256_div_ps(_mm256_maskload_ps(s + j, k), total));
+    }
 }
 #endif
 
