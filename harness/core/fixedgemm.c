@@ -681,9 +681,13 @@ int fx_ln_gemm(int M, int N, int K, const float *X, long ldx, const float *lnw, 
  * and O = W V (each element the chain over all t keys in order; masked keys weigh exactly +0).
  * fx_exp (x <= 0 here): 0 below -87 (and at -inf), NaN stays NaN; otherwise n = rint(x * log2 e),
  * r = fmaf(n, -C1, x), r = fmaf(n, -C2, r) (Cody-Waite, Cephes' C1, C2), a degree-7 Taylor
- * polynomial in r by fmaf (Horner), times 2^n built in the exponent bits. Every step is one IEEE
+ * polynomial in r by fmaf (Horner over fx_exp_poly), times 2^n built in the exponent bits. Every step is one IEEE
  * operation, the same in AVX-512, AVX2 and scalar code: the bits do not depend on the CPU, and a
  * row's bits not on its batch (items are independent). Within 2 ulp of exp on [-87, 0]. */
+
+static const float fx_exp_poly[8] = {1.0f / 5040.0f, 1.0f / 720.0f, 1.0f / 120.0f, 1.0f / 24.0f,
+                                     1.0f / 6.0f,    0.5f,           1.0f,           1.0f};
+/* exp(r) on |r| <= ln2 / 2: Horner's rule over these (degree 7, Taylor), one fmaf a step */
 
 #define FX_EXP_LO (-87.0f)
 #define FX_LOG2E 1.44269504088896341f
@@ -695,14 +699,8 @@ static inline float fx_exp_scalar(float x) {
     float n = rintf(x * FX_LOG2E);
     float r = fmaf(n, -FX_C1, x);
     r = fmaf(n, -FX_C2, r);
-    float p = 1.0f / 5040.0f;
-    p = fmaf(p, r, 1.0f / 720.0f);
-    p = fmaf(p, r, 1.0f / 120.0f);
-    p = fmaf(p, r, 1.0f / 24.0f);
-    p = fmaf(p, r, 1.0f / 6.0f);
-    p = fmaf(p, r, 0.5f);
-    p = fmaf(p, r, 1.0f);
-    p = fmaf(p, r, 1.0f);
+    float p = fx_exp_poly[0];
+    for (int i = 1; i < 8; i++) p = fmaf(p, r, fx_exp_poly[i]);
     union {
         uint32_t u;
         float f;
@@ -734,14 +732,9 @@ __attribute__((target("avx512f"))) static inline __m512 fx_exp_avx512(__m512 x) 
     __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(FX_LOG2E)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m512 r = _mm512_fmadd_ps(n, _mm512_set1_ps(-FX_C1), x);
     r = _mm512_fmadd_ps(n, _mm512_set1_ps(-FX_C2), r);
-    __m512 p = _mm512_set1_ps(1.0f / 5040.0f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    __m512 p = _mm512_set1_ps(fx_exp_poly[0]);
+#pragma GCC unroll 8
+    for (int i = 1; i < 8; i++) p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(fx_exp_poly[i]));
     __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(_mm512_maskz_mov_ps(ok, n)), _mm512_set1_epi32(127)), 23);
     __m512 out = _mm512_maskz_mul_ps(ok, p, _mm512_castsi512_ps(e));
     return _mm512_mask_mov_ps(out, nan, x);
@@ -781,14 +774,9 @@ __attribute__((target("avx2,fma"))) static inline __m256 fx_exp_avx2(__m256 x) {
     __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(FX_LOG2E)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m256 r = _mm256_fmadd_ps(n, _mm256_set1_ps(-FX_C1), x);
     r = _mm256_fmadd_ps(n, _mm256_set1_ps(-FX_C2), r);
-    __m256 p = _mm256_set1_ps(1.0f / 5040.0f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 720.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    __m256 p = _mm256_set1_ps(fx_exp_poly[0]);
+#pragma GCC unroll 8
+    for (int i = 1; i < 8; i++) p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(fx_exp_poly[i]));
     __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(_mm256_and_ps(ok, n)), _mm256_set1_epi32(127)), 23);
     __m256 out = _mm256_and_ps(ok, _mm256_mul_ps(p, _mm256_castsi256_ps(e)));
     return _mm256_blendv_ps(out, x, nan);

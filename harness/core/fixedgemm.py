@@ -341,6 +341,22 @@ def gemm(
     return out
 
 
+def _rows_out_and_bias(
+    m: int, n: int, out: torch.Tensor | None, bias: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A product's ``(m, n)`` output (allocated when None; else checked: float32, contiguous rows)
+    and its ``(n,)`` bias (checked, made contiguous), for the packed-weight entry points."""
+    if out is None:
+        out = torch.empty(m, n)
+    elif out.shape != (m, n) or out.dtype != torch.float32 or (out.stride(1) != 1 and n > 1):
+        raise ValueError(f"out must be a float32 ({m}, {n}) tensor with contiguous rows, got {tuple(out.shape)}")
+    if bias is not None:
+        if bias.shape != (n,) or bias.dtype != torch.float32:
+            raise ValueError(f"bias must be ({n},) float32, got {tuple(bias.shape)}")
+        bias = bias if bias.stride(0) == 1 else bias.contiguous()
+    return out, bias
+
+
 def _gemm_packed(
     lib: ctypes.CDLL,
     a: torch.Tensor,
@@ -358,16 +374,9 @@ def _gemm_packed(
         raise ValueError(f"a is ({m}, {k}) and b is ({k2}, {n}): inner dims differ")
     if a.stride(1) != 1 and k > 1:
         a = a.contiguous()
-    if out is None:
-        if accumulate:
-            raise ValueError("accumulate needs out")
-        out = torch.empty(m, n)
-    elif out.shape != (m, n) or out.dtype != torch.float32 or (out.stride(1) != 1 and n > 1):
-        raise ValueError(f"out must be a float32 ({m}, {n}) tensor with contiguous rows, got {tuple(out.shape)}")
-    if bias is not None:
-        if bias.shape != (n,) or bias.dtype != torch.float32:
-            raise ValueError(f"bias must be ({n},) float32, got {tuple(bias.shape)}")
-        bias = bias if bias.stride(0) == 1 else bias.contiguous()
+    if out is None and accumulate:
+        raise ValueError("accumulate needs out")
+    out, bias = _rows_out_and_bias(m, n, out, bias)
     rc = lib.fx_gemm(
         1, 1, m, n, k, a.data_ptr(), 0, 0, a.stride(0), b.b.data_ptr(), 0, 0, b.b.stride(0), b.b.stride(1),
         bias.data_ptr() if bias is not None else None, out.data_ptr(), 0, 0, out.stride(0),
@@ -468,14 +477,7 @@ def ln_gemm(
     _check("x", x)
     if x.stride(1) != 1 and k > 1:
         x = x.contiguous()
-    if out is None:
-        out = torch.empty(m, n)
-    elif out.shape != (m, n) or out.dtype != torch.float32 or (out.stride(1) != 1 and n > 1):
-        raise ValueError(f"out must be a float32 ({m}, {n}) tensor with contiguous rows, got {tuple(out.shape)}")
-    if bias is not None:
-        if bias.shape != (n,) or bias.dtype != torch.float32:
-            raise ValueError(f"bias must be ({n},) float32, got {tuple(bias.shape)}")
-        bias = bias if bias.stride(0) == 1 else bias.contiguous()
+    out, bias = _rows_out_and_bias(m, n, out, bias)
     lw, lb, eps = _ln_args(ln, k)
     rc = lib.fx_ln_gemm(
         m, n, k, x.data_ptr(), x.stride(0), lw, lb, eps, b.data.data_ptr(),
