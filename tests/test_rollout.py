@@ -145,6 +145,50 @@ def test_default_runs_a_pipeline_per_thread_with_the_same_episodes(tmp_path):
     assert sum(steps) == sum(r.length for r in default)  # every env step counted once
 
 
+def test_ctrl_c_or_a_failing_pipeline_stops_every_pipeline_at_once(tmp_path):
+    """Ctrl-C in the caller's thread (``interrupt_main``) while two pipelines run: KeyboardInterrupt
+    comes back within a few steps, no pipeline thread is left running, torch's thread count is
+    restored, and the episodes finished before it were handed to ``on_finish``. An exception in one
+    pipeline stops the other at its next step and is raised as it is."""
+    import signal
+    import time
+
+    ckpt = load_checkpoint(
+        str(make_checkpoint(tmp_path / "p", "HalfCheetah-v4", hidden=32, n_layer=2, context_length=8))
+    )
+    eps = [EpisodeSpec(100.0, k, k) for k in range(8)]  # HalfCheetah: 1000 steps each, nothing ends early
+    policy = DTPolicy(ckpt)
+    steps: list[int] = []
+
+    def interrupt_once(done: int, n: int) -> None:
+        steps.append(n)
+        if len(steps) == 20:  # SIGINT to the caller's thread, as a terminal's Ctrl-C
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+
+    started = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        run_episodes(policy, "HalfCheetah-v4", eps, num_envs=8, pipelines=2, progress=interrupt_once)
+    assert time.perf_counter() - started < 60 and len(steps) < 200  # not the 2,000 steps to the end
+    assert not [t for t in threading.enumerate() if t.name.startswith("harness-pipeline")]
+    assert torch.get_num_threads() == 1  # the suite's setting, restored
+
+    calls = {"n": 0}
+    act = policy.act
+
+    def failing_act(*args, **kwargs):
+        if threading.current_thread().name.endswith("_1"):
+            calls["n"] += 1
+            if calls["n"] == 5:
+                raise RuntimeError("pipeline 1 broke")
+        return act(*args, **kwargs)
+
+    policy.act = failing_act
+    steps.clear()
+    with pytest.raises(RuntimeError, match="pipeline 1 broke"):
+        run_episodes(policy, "HalfCheetah-v4", eps, num_envs=8, pipelines=2, progress=lambda d, n: steps.append(n))
+    assert len(steps) < 200
+
+
 @pytest.mark.parametrize("env_id", ["Hopper-v4", "Walker2d-v4"])
 @pytest.mark.parametrize("num_envs", [1, 16])
 def test_mujoco_matches_reference_loop(tmp_path, env_id, num_envs):

@@ -14,7 +14,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -192,13 +192,20 @@ def _pipelined(
     simulator: str,
     shift: Shift | None = None,
 ) -> list[EpisodeResult]:
-    """:func:`run_episodes` as ``pipelines`` rollouts in threads (episode j goes to j % pipelines)."""
+    """:func:`run_episodes` as ``pipelines`` rollouts in threads (episode j goes to j % pipelines).
+
+    The first pipeline to fail, or Ctrl-C in the caller's thread, stops the others at their next
+    step (what finished is already with ``on_finish``), and that exception is raised here.
+    """
     lock = threading.Lock()
+    stop = threading.Event()
     groups = [list(range(i, len(episodes), pipelines)) for i in range(pipelines)]
     shares = [num_envs // pipelines + (1 if i < num_envs % pipelines else 0) for i in range(pipelines)]
 
     def task(i: int) -> list[EpisodeResult]:
         def prog(done: int, steps: int) -> None:  # each pipeline's own step: (finished, env steps)
+            if stop.is_set():
+                raise _Stopped
             with lock:
                 if progress is not None:
                     progress(done, steps)
@@ -227,7 +234,21 @@ def _pipelined(
     torch.set_num_threads(max(1, threads // pipelines))  # a pipeline's share (the kernel reads it per call)
     try:
         with ThreadPoolExecutor(pipelines, thread_name_prefix="harness-pipeline") as pool:
-            parts = list(pool.map(task, range(pipelines)))
+            futures = [pool.submit(task, i) for i in range(pipelines)]
+            try:  # short waits: the caller's thread sees Ctrl-C wherever the signal landed
+                done, pending = wait(futures, timeout=0.2, return_when=FIRST_EXCEPTION)
+                while pending and not any(f.exception() is not None for f in done):
+                    done, pending = wait(futures, timeout=0.2, return_when=FIRST_EXCEPTION)
+            except BaseException:  # Ctrl-C while waiting: the pipelines stop at their next step
+                stop.set()
+                raise
+            if any(f.exception() is not None for f in done):
+                stop.set()
+        # every pipeline has ended here
+        failures = [e for f in futures if (e := f.exception()) is not None and not isinstance(e, _Stopped)]
+        if failures:
+            raise failures[0]
+        parts = [f.result() for f in futures]
     finally:
         torch.set_num_threads(threads)
     out: list[EpisodeResult | None] = [None] * len(episodes)
@@ -235,6 +256,10 @@ def _pipelined(
         for j, r in zip(group, results, strict=True):  # each part is in the order of its episodes
             out[j] = r
     return [r for r in out if r is not None]
+
+
+class _Stopped(Exception):
+    """Raised inside a pipeline told to stop (another one failed, or the caller was interrupted)."""
 
 
 def _statuses(info: dict, n: int) -> tuple[np.ndarray, np.ndarray]:
