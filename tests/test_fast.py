@@ -6,7 +6,7 @@ import torch
 from transformers import DecisionTransformerConfig, DecisionTransformerModel
 
 from harness.engine.context import Window
-from harness.engine.fast import FastActionHead
+from harness.engine.fast import FastActionHead, default_products
 from harness.engine.policy import DTPolicy
 from harness.engine.rollout import EpisodeSpec, run_episodes
 from harness.io.checkpoints import load_checkpoint
@@ -297,3 +297,54 @@ def test_start_up_self_check_sees_row_positions(tmp_path, monkeypatch):
     _odd_rows_off_by_one_ulp(monkeypatch)
     check = batch_invariance_check(policy)
     assert not check and check.differing > 0 and set(check.positions) & set(range(1, 16, 2))
+
+
+EXACT_ATEN = {
+    # element by element, one IEEE operation (or none) per element: the same bits at every vector
+    # width, on every CPU; no transcendental, no reduction whose order a kernel picks
+    "_to_copy", "add", "add_", "sub", "sub_", "div", "mul", "copy_", "clamp", "where", "isfinite",
+    "bitwise_not", "masked_fill_", "fill_", "le", "eq", "all", "is_nonzero", "__and__", "__ior__",
+    "_local_scalar_dense",
+    # moving floats without arithmetic
+    "embedding", "cat", "index", "index_select", "index_put_", "select", "slice", "view", "reshape",
+    "transpose", "unsqueeze", "expand", "contiguous", "detach", "lift_fresh", "alias", "to",
+    "resolve_conj", "resolve_neg", "clone", "t", "as_strided", "unbind", "split", "chunk",
+    # making tensors
+    "empty", "zeros", "ones", "full", "arange", "eye", "zeros_like", "empty_like", "scalar_tensor",
+}
+"""torch ops whose floats do not depend on the CPU; anything else in an fp32 episode is a finding."""
+
+
+def cpu_dependent_ops(episodes: int = 2, steps: int = 25) -> set[str]:
+    """The torch ops of pinned fp32 episodes of the embedded hopper outside :data:`EXACT_ATEN`."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    seen: set[str] = set()
+
+    class Record(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            seen.add(func._schema.name.split("::")[-1])
+            return func(*args, **(kwargs or {}))
+
+    policy = DTPolicy(load_checkpoint("hopper"))
+    assert policy.fast.products == "fixed"
+    specs = [EpisodeSpec(target=3000.0, index=i, seed=7 + i) for i in range(episodes)]
+    with Record():
+        run_episodes(policy, "Hopper-v4", specs, num_envs=episodes, pipelines=1, max_episode_steps=steps)
+    return seen - EXACT_ATEN
+
+
+@pytest.mark.skipif(default_products(torch.float32) != "fixed", reason="pinned numerics without their kernel")
+def test_the_exact_path_runs_no_torch_kernel_whose_floats_depend_on_the_cpu():
+    """Every torch op of a pinned fp32 episode (normalising, the context, the forward, the returns)
+    is exact element by element; the products, layer norms, softmax and tanh are the kernel's. torch's
+    tanh is MKL's VML, which rounds differently on Intel and AMD: it must not come back."""
+    assert cpu_dependent_ops() == set()
+
+
+def test_the_op_check_sees_torchs_tanh(monkeypatch):
+    """The check above fails when the action head's tanh is torch's again (the bug it guards)."""
+    from harness.core import fixedgemm
+
+    monkeypatch.setattr(fixedgemm, "tanh_", lambda x, mutant=None: x.tanh_())
+    assert cpu_dependent_ops(episodes=1, steps=3) == {"tanh_"}

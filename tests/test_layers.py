@@ -33,7 +33,7 @@ LAYERS: list[tuple[str, str, list[list[str]]]] = [
     (
         "engine",
         "the context window, the exact fast forward, the batched policy, the rollout, the tutorial's oracle",
-        [["context"], ["fast"], ["policy", "reference"], ["rollout"], ["evaluate", "probe"]],
+        [["context"], ["fast"], ["policy", "reference"], ["rollout"], ["evaluate", "probe", "trace"]],
     ),
     (
         "analysis",
@@ -61,7 +61,7 @@ LAYERS: list[tuple[str, str, list[list[str]]]] = [
         [
             ["cli"],
             ["sweep", "plot", "video", "collect", "train", "regression", "compare", "convert", "probe"]
-            + ["aggregate", "select", "card", "log"],
+            + ["aggregate", "select", "card", "log", "trace"],
             ["paper"],
             ["main"],
         ],

@@ -58,11 +58,17 @@ def test_modes_from_the_environment_and_switched_before_the_first_kernel():
 
 @needs_x86
 def test_too_late_is_said_in_one_line_and_recorded():
-    """torch multiplied before ``import harness``: the mode cannot hold, and the state says why."""
-    s = fresh("import torch; torch.ones(4, 4) @ torch.ones(4, 4)\nimport harness\n" + STATE)
+    """torch multiplied before ``import harness``: where pinned rests on MKL (no kernel), the mode cannot
+    hold and the state says why; with the fixed-order kernel the acting path never calls MKL or a torch
+    kernel whose floats depend on the CPU, so it holds whatever ran before (on every CPU, AVX2-only ones
+    included, where torch's own choice already is AVX2)."""
+    early = "import torch; torch.ones(4, 4) @ torch.ones(4, 4)\nimport harness\n" + STATE
+    s = fresh(early, HARNESS_FIXED_GEMM="off")
     assert s["mode"] == "pinned" and not s["in_force"] and not s["portable"]
     assert "import harness first" in s["why_not"] and "\n" not in s["why_not"]
     assert numerics.describe(s).startswith("warning: numerics: pinned requested but not in force")
+    s = fresh(early)
+    assert s["mode"] == "pinned" and s["in_force"] and s["portable"] and s["definition"] >= 4
 
 
 @pytest.mark.slow
@@ -103,11 +109,14 @@ def test_regression_platform_names_the_mode_not_the_cpu(monkeypatch):
     CPU with AVX2); in any other mode it names the CPU again."""
     from harness.commands import regression
 
-    pinned = {"mode": "pinned", "mkl_cbwr": "AUTO,STRICT", "torch_cpu_capability": "AVX2"}
+    pinned = {"mode": "pinned", "mkl_cbwr": "AUTO,STRICT", "torch_cpu_capability": "AVX2", "definition": 4}
     pinned |= {"products": "fixed-order products (AVX2+FMA kernel)"}
     monkeypatch.setattr(regression.numerics, "state", lambda: pinned | {"in_force": True, "portable": True})
     p = regression.platform()
-    assert "cpu" not in p and "blas" not in p and p["numerics"].startswith("pinned")
+    assert "cpu" not in p and "blas" not in p and p["numerics"] == "pinned (fixed-order kernel, definition 4)"
+    other = pinned | {"products": "fixed-order products (AVX-512 kernel)", "torch_cpu_capability": "AVX512"}
+    monkeypatch.setattr(regression.numerics, "state", lambda: other | {"in_force": True, "portable": True})
+    assert regression.platform() == p  # which ISA ran the definition is not part of the platform
     assert p["evaluation_revision"] == regression.EVALUATION_REVISION
     monkeypatch.setattr(
         regression.numerics, "state", lambda: pinned | {"mode": "native", "in_force": True} | {"portable": False}
@@ -139,3 +148,30 @@ def test_a_kernel_that_fails_its_self_check_is_not_used(mutant):
     s = fresh(code, HARNESS_FIXED_GEMM_MUTANT=mutant)
     assert not s["portable"] and s["default"] == "torch"
     assert "does not compute the definition" in s["note"] or "known answer" in s["note"]
+
+
+def test_bf16_without_bf16_arithmetic_is_refused_in_one_line(monkeypatch, tmp_path, capsys):
+    """No avx512_bf16/amx_bf16: torch would emulate bf16 (an AVX2-only EPYC ran no episode in 21 min):
+    exit 2, one line naming the flag that allows it, nothing written; with the flag, it is allowed."""
+    from harness.commands import sweep
+    from harness.running import runner
+
+    monkeypatch.setattr(numerics, "cpu_has_bf16", lambda: False)
+    out = tmp_path / "run"
+    argv = ["--envs", "hopper", "--precision", "bf16", "--episodes", "1", "--targets", "100", "--out", str(out)]
+    assert sweep.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no bf16 arithmetic" in err and "--allow-emulated-bf16" in err
+    assert not out.exists()
+    config = runner.SweepConfig(envs=["hopper"], precision="bf16", allow_emulated_bf16=True, device="cpu")
+    assert runner.validate(config)
+    monkeypatch.setattr(numerics, "cpu_has_bf16", lambda: True)
+    assert runner.validate(runner.SweepConfig(envs=["hopper"], precision="bf16", device="cpu"))
+
+
+def test_bf16_flags_are_read_from_the_cpu(monkeypatch):
+    monkeypatch.setattr(numerics, "cpu_flags", lambda: {"avx2", "fma"})
+    assert not numerics.cpu_has_bf16()
+    for flag in ("avx512_bf16", "amx_bf16"):
+        monkeypatch.setattr(numerics, "cpu_flags", lambda flag=flag: {"avx2", flag})
+        assert numerics.cpu_has_bf16()

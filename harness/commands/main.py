@@ -22,6 +22,7 @@ SUBCOMMANDS = {
     "regression": "the result regression gate of the embedded checkpoints",
     "plot": "redraw a sweep folder's figures and report from its CSV files",
     "probe": "does a checkpoint read its return tokens? counterfactual return probes, no env needed",
+    "trace": "one episode's floats step by step (observation, each layer, action, reward); --diff A B: where two part",
     "video": "grid videos of recorded episodes",
     "collect": "offline data from behaviour agents (the tutorial's schema)",
     "train": "train a Decision Transformer on offline data (the transformers Trainer)",

@@ -64,10 +64,11 @@ TARGETS = {
 }
 MIN_DROP = 5.0
 """Normalised points: the statistical mode fails on a significant drop larger than this."""
-EVALUATION_REVISION = 5
+EVALUATION_REVISION = 6
 """Bumped by a change of the evaluator that changes floating-point results on purpose (2: the
-fixed-block forward of issue 11; 3: pinned numerics, issue 21; 4: fixed-order products, issue 29;
-5: fixed-order layer norms and attention softmax in the kernel, issue 29).
+fixed-block forward; 3: pinned numerics; 4: fixed-order products; 5: fixed-order layer norms and
+attention softmax in the kernel; 6: the action head's tanh in the kernel, not MKL's VML, whose bits
+differ between Intel and AMD CPUs).
 The exact mode compares only within one revision."""
 ROW_COLUMNS = ["env", "target", "episode", "seed", "return", "length", "normalized_score"]
 PACKAGES = ("torch", "transformers", "gymnasium", "mujoco", "numpy")
@@ -77,9 +78,10 @@ def platform() -> dict[str, Any]:
     """What must match for the exact mode.
 
     Under pinned numerics (:mod:`harness.core.numerics`, in force) the floats are the same on every
-    x86-64 CPU with AVX2, so the platform is the numerics mode, the architecture and the package
-    versions, not the CPU model or the BLAS (the acting forward's products are the fixed-order
-    kernel's): the exact check runs on any such CPU. Otherwise (``local`` or ``native`` mode,
+    x86-64 CPU with AVX2, so the platform is the numerics definition (the fixed-order kernel's
+    version, not which ISA ran it), the architecture and the package versions, not the CPU model
+    or the BLAS: the exact check runs on every such CPU, AVX2-only or AVX-512, Intel or AMD.
+    Otherwise (``local`` or ``native`` mode,
     another architecture, no C compiler for the kernel, a GPU) it also names the CPU model, its
     ISA and the BLAS.
     """
@@ -88,7 +90,7 @@ def platform() -> dict[str, Any]:
     state = numerics.state()
     out: dict[str, Any] = {
         "numerics": (
-            f"pinned ({state['products']}, torch {state['torch_cpu_capability']} kernels)"
+            f"pinned (fixed-order kernel, definition {state['definition']})"
             if state["portable"]
             else f"{state['mode']}{'' if state['in_force'] else ' (not in force)'}"
         ),
@@ -106,6 +108,27 @@ def same_numerics(a: dict[str, Any], b: dict[str, Any]) -> bool:
     """Whether two platforms compute the same floats for the same code and packages: all of
     :func:`platform` but the package versions (whose effect the exact subset itself shows)."""
     return {k: v for k, v in a.items() if k != "versions"} == {k: v for k, v in b.items() if k != "versions"}
+
+
+def why_not_exact(reference: dict[str, Any], now: dict[str, Any]) -> str:
+    """One line: why this platform cannot run the exact check against ``reference`` (what differs)."""
+    ref = reference.get("platform", {})
+    if ref.get("evaluation_revision") != now.get("evaluation_revision"):
+        return (
+            f"the reference is of evaluation revision {ref.get('evaluation_revision')}, this code of "
+            f"{now.get('evaluation_revision')}: rewrite it with --write --reason"
+        )
+    if not str(now.get("numerics", "")).startswith("pinned ("):
+        state = numerics.state()
+        detail = (
+            state.get("why_not")
+            or state.get("note")
+            or ("a GPU" if now.get("cuda") else f"{state['mode']} numerics are exact on this kind of CPU only")
+        )
+        here, there = now.get("numerics"), ref.get("numerics")
+        return f"this platform's numerics are {here!r}, not the reference's {there!r}: {detail}"
+    diff = [k for k in sorted(set(ref) | set(now)) if k != "versions" and ref.get(k) != now.get(k)]
+    return "; ".join(f"{k}: reference {ref.get(k)!r}, here {now.get(k)!r}" for k in diff) or "nothing differs"
 
 
 def changed_versions(reference: dict[str, Any], now: dict[str, Any] | None = None) -> list[str]:
@@ -417,11 +440,14 @@ def gate(
     """
     now = now or platform()
     auto = mode == "auto"
+    why = None
     if auto:
         mode = "exact" if same_numerics(reference.get("platform", {}), now) else "statistical"
+        if mode == "statistical":
+            why = f"exact check not possible here: {why_not_exact(reference, now)}"
     changed = changed_versions(reference, now)
     used, lines, failed = check(reference, run_rows(gate_episodes(reference, mode)), prints, mode)
-    out = [f"mode: {used}", *lines]
+    out = [f"mode: {used}", *([why] if why else []), *lines]
     if used == "exact" and changed:
         out.append(
             ("packages changed since the reference without effect: " if not failed else "packages changed: ")

@@ -46,7 +46,7 @@ are explicit: intrinsics and ``fmaf``)."""
 OPENMP = ["-fopenmp"]
 """Threads: OpenMP, whose runtime (``libgomp.so.1``) is the one torch's CPU wheels load, so the
 products and torch's own kernels share one thread pool. Dropped (one thread) where it does not build."""
-MUTANTS = {"split-k": "FX_MUTATE_SPLIT_K", "bias-first": "FX_MUTATE_BIAS_FIRST"}
+MUTANTS = {"split-k": "FX_MUTATE_SPLIT_K", "bias-first": "FX_MUTATE_BIAS_FIRST", "avx2-tanh": "FX_MUTATE_AVX2_TANH"}
 """Deliberately wrong builds for the tests and the self-check's mutation evidence."""
 ISAS = {0: "scalar fmaf", 1: "AVX2+FMA", 2: "AVX-512"}
 """The kernel paths (:func:`isa`)."""
@@ -177,6 +177,7 @@ def _load(mutant: str | None) -> ctypes.CDLL | None:
             lib.fx_gemm_scalar.argtypes = [_I, _I, _I, _P, _L, _P, _L, _L, _P, _P, _L, _I]
             lib.fx_gemm_scalar.restype = None
             lib.fx_set_isa.argtypes, lib.fx_set_isa.restype = [_I], None
+            lib.fx_version.argtypes, lib.fx_version.restype = [], _I
             lib.fx_mlp.argtypes = [_I, _I, _I, _P, _L, _P, _P, _P, _P, _P, _L, _I, _I, _P, _P, ctypes.c_float]
             lib.fx_mlp.restype = _I
             ln = [_I, _I, _P, _L, _P, _P, ctypes.c_float, _P, _L]
@@ -190,9 +191,14 @@ def _load(mutant: str | None) -> ctypes.CDLL | None:
             lib.fx_softmax_scalar.argtypes = [_I, _I, _P, _L, ctypes.c_float, _P, _L]
             lib.fx_softmax_scalar.restype = None
             lib.fx_exp_vector.argtypes, lib.fx_exp_vector.restype = [_I, _P, _P], None
+            lib.fx_tanh_vector.argtypes, lib.fx_tanh_vector.restype = [_I, _P, _P], None
+            lib.fx_tanh_scalar_vector.argtypes, lib.fx_tanh_scalar_vector.restype = [_I, _P, _P], None
         except (OSError, RuntimeError, subprocess.SubprocessError) as e:
             _why[mutant] = f"the fixed-order kernel could not be built here ({e}); fp32 products fall back to torch's"
             lib = None
+        if lib is not None:
+            cap = isa_cap()
+            lib.fx_set_isa(-1 if cap is None else cap)
         _libs[mutant] = lib
         return lib
 
@@ -202,17 +208,42 @@ def unavailable(mutant: str | None = None) -> str | None:
     return None if library(mutant) is not None else _why.get(mutant, "the fixed-order kernel is unavailable")
 
 
+def definition(mutant: str | None = None) -> int | None:
+    """The version of the kernel's numerics definition (``FX_VERSION`` in ``fixedgemm.c``: bumped when a
+    definition changes its floats, whichever ISA runs it), None if unavailable."""
+    lib = library(mutant)
+    return None if lib is None else int(lib.fx_version())
+
+
 def isa(mutant: str | None = None) -> str | None:
     """The kernel path this CPU takes (``AVX-512``, ``AVX2+FMA`` or ``scalar fmaf``), None if unavailable."""
     lib = library(mutant)
     return None if lib is None else ISAS[int(lib.fx_isa_in_use())]
 
 
+ISA_ENV = "HARNESS_KERNEL_ISA"
+"""Caps the kernel's path for a whole process (``avx512``, ``avx2`` or ``scalar``): how a machine with
+AVX-512 plays what an AVX2-only CPU computes (the emulation tests; :func:`set_isa` ``None`` returns here)."""
+ISA_NAMES = {"scalar": 0, "avx2": 1, "avx512": 2}
+
+
+def isa_cap() -> int | None:
+    """The path cap :data:`ISA_ENV` asks for (None: the CPU's best); a bad value raises ValueError."""
+    value = os.environ.get(ISA_ENV, "").strip().lower()
+    if not value:
+        return None
+    if value not in ISA_NAMES:
+        raise ValueError(f"{ISA_ENV} must be one of {', '.join(ISA_NAMES)}, got {value!r}")
+    return ISA_NAMES[value]
+
+
 def set_isa(level: int | None, mutant: str | None = None) -> None:
-    """Cap the path at ``level`` (0 scalar, 1 AVX2, 2 AVX-512; None: the CPU's best). Tests use it to
-    run every path this CPU has on the same inputs."""
+    """Cap the path at ``level`` (0 scalar, 1 AVX2, 2 AVX-512; None: :data:`ISA_ENV`'s cap, else the
+    CPU's best). Tests use it to run every path this CPU has on the same inputs."""
     lib = library(mutant)
     if lib is not None:
+        if level is None:
+            level = isa_cap()
         lib.fx_set_isa(-1 if level is None else int(level))
         _LEVELS.pop(id(lib), None)
 
@@ -568,6 +599,35 @@ def exp_nonpositive(x: torch.Tensor, mutant: str | None = None) -> torch.Tensor:
     return out
 
 
+def tanh_(x: torch.Tensor, mutant: str | None = None) -> torch.Tensor:
+    """``x.tanh_()`` in fixed order (``fixedgemm.c``'s definition): the same bits on every CPU.
+
+    torch's CPU tanh is MKL's VML, whose bits depend on the CPU's vendor and on MKL's code path
+    for it (an Intel Xeon and an AMD EPYC give different actions from the same logits), so the
+    acting forward's action head uses this one. ``x``: a contiguous float32 CPU tensor of any
+    shape, changed in place and returned. Within 3 ulp of the exact tanh.
+    """
+    lib = library(mutant)
+    if lib is None:
+        raise RuntimeError(unavailable(mutant) or "fixed-order kernel unavailable")
+    _check("x", x)
+    if not x.is_contiguous():
+        raise ValueError(f"x must be contiguous, got strides {x.stride()} for shape {tuple(x.shape)}")
+    lib.fx_tanh_vector(x.numel(), x.data_ptr(), x.data_ptr())
+    return x
+
+
+def tanh_scalar(x: torch.Tensor, mutant: str | None = None) -> torch.Tensor:
+    """:func:`tanh_`'s definition one element at a time (scalar C): a new tensor like ``x``."""
+    lib = library(mutant)
+    if lib is None:
+        raise RuntimeError(unavailable(mutant) or "fixed-order kernel unavailable")
+    x = x.contiguous()
+    out = torch.empty_like(x)
+    lib.fx_tanh_scalar_vector(x.numel(), x.data_ptr(), out.data_ptr())
+    return out
+
+
 def _rows(name: str, t: torch.Tensor, n: int) -> torch.Tensor:
     """``t`` as ``(M, n)`` rows with unit column stride (a view where it can be)."""
     _check(name, t)
@@ -699,7 +759,7 @@ def self_check(mutant: str | None = None) -> tuple[bool, str]:
     not multiples of any tile), bias and residual accumulation, against the scalar ``fmaf``
     chain (the ReLU epilogue against ``torch.relu``, the fused MLP against its two chains, the layer
     norm and the layer norm fused into a product against the scalar layer norm, the fused attention
-    against the chains around the scalar softmax); and the known answer
+    against the chains around the scalar softmax, the tanh against the scalar tanh); and the known answer
     (:data:`KNOWN_ANSWER`). A kernel that splits K or adds the bias first fails it. Takes milliseconds.
     """
     lib = library(mutant)
@@ -739,10 +799,12 @@ def self_check(mutant: str | None = None) -> tuple[bool, str]:
                         and torch.equal(layer_norm(a, *ln, mutant=mutant), normed)
                         and torch.equal(ln_gemm(a, ln, Packed(b, mutant), bias, mutant=mutant), gemm(normed, b, bias))
                         and torch.equal(attended[0, 0], gemm_scalar(weights, keys, mutant=mutant))
+                        and torch.equal(tanh_(want.clone(), mutant=mutant), tanh_scalar(want, mutant=mutant))
                     ):
                         return False, (
                             f"fixed-order kernel ({ISAS[level]}, {t} threads) differs from the fmaf chain or the "
-                            f"scalar layer norm or softmax at M={m} K={kk} N={n}: it does not compute the definition"
+                            f"scalar layer norm, softmax or tanh at M={m} K={kk} N={n}: "
+                            "it does not compute the definition"
                         )
         set_isa(None, mutant)
         (m, kk, n), digest = KNOWN_ANSWER
@@ -753,5 +815,5 @@ def self_check(mutant: str | None = None) -> tuple[bool, str]:
     finally:
         set_isa(None, mutant)
         torch.set_num_threads(threads)
-    what = "the fmaf chain, the scalar layer norm and softmax, and the known answer"
+    what = "the fmaf chain, the scalar layer norm, softmax and tanh, and the known answer"
     return True, f"fixed-order kernel ({ISAS[best]}) equals {what}"

@@ -163,6 +163,27 @@ def _has_avx2() -> bool:
     return False
 
 
+def cpu_flags() -> set[str]:
+    """This CPU's feature flags as Linux lists them (``/proc/cpuinfo``'s ``flags`` or ``Features``;
+    empty if unreadable)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+BF16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")
+"""CPU flags of bf16 arithmetic (x86: AVX512-BF16, AMX-BF16; ARM: BF16). Without one, torch emulates bf16."""
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU does bf16 arithmetic in hardware (one of :data:`BF16_FLAGS`)."""
+    return bool(cpu_flags() & set(BF16_FLAGS))
+
+
 def apply(mode: str | Numerics | None = None) -> dict[str, Any]:
     """Make ``mode`` (default: :func:`requested`) the one in force, as far as it still can be.
 
@@ -194,10 +215,13 @@ _KERNEL: tuple[bool, str] | None = None
 
 def state() -> dict[str, Any]:
     """What is in force in this process: ``{"mode", "mkl_cbwr", "torch_cpu_capability", "products",
-    "kernel", "in_force", "why_not", "portable", "note"}``. ``in_force`` says whether the requested
-    mode really holds; ``why_not`` is the one line that says why not; ``portable`` whether fp32
-    results are the same on every x86-64 CPU with AVX2; ``products`` what the acting forward's
-    matrix products run on; ``note`` a one-line caveat (pinned without its kernel). Reading
+    "definition", "kernel", "in_force", "why_not", "portable", "note"}``.
+
+    ``definition``: the fixed-order kernel's numerics definition
+    (:func:`harness.core.fixedgemm.definition`) where it runs; ``in_force``: whether the requested
+    mode really holds; ``why_not``: the one line that says why not; ``portable``: whether fp32
+    results are the same on every x86-64 CPU with AVX2; ``products``: what the acting forward's
+    matrix products run on; ``note``: a one-line caveat (pinned without its kernel). Reading
     torch's capability fixes it for this process."""
     import torch
 
@@ -231,7 +255,7 @@ def state() -> dict[str, Any]:
                 + (f" ATEN_CPU_CAPABILITY={ATEN_CPU_CAPABILITY[mode]}" if ATEN_CPU_CAPABILITY[mode] else "")
                 + " in the environment"
             )
-        elif ATEN_CPU_CAPABILITY[mode] and capability.lower() != ATEN_CPU_CAPABILITY[mode]:
+        elif ATEN_CPU_CAPABILITY[mode] and capability.lower() != ATEN_CPU_CAPABILITY[mode] and not fixed:
             why = (
                 f"torch runs its {capability} kernels, not {ATEN_CPU_CAPABILITY[mode].upper()}: torch ran a kernel "
                 f"before harness was imported; import harness first, or set ATEN_CPU_CAPABILITY="
@@ -241,13 +265,16 @@ def state() -> dict[str, Any]:
         from harness.core import fixedgemm
 
         products = f"fixed-order products ({fixedgemm.isa()} kernel)"
+        definition = fixedgemm.definition()
     else:
         products = f"torch products (MKL {mkl or 'n/a'})"
+        definition = None
     return {
         "mode": mode.value,
         "mkl_cbwr": mkl,
         "torch_cpu_capability": capability,
         "products": products,
+        "definition": definition,
         "kernel": kernel_line,
         "in_force": why is None,
         "why_not": why,

@@ -35,7 +35,8 @@ product as :mod:`harness.core.fixedgemm`'s fixed-order FMA chain, every layer no
 attention (scores, scale, mask, softmax, weighted sum, one window's head at a time) as its
 fixed-order kernels, exact by construction on every CPU; the layer norms before the q/k/v product
 and the MLP are fused into those kernels by row block. What is left to torch (the timestep
-lookup, additions, ReLU, tanh) runs its AVX2 kernels.
+lookup, additions) is exact element by element on every CPU; the action head's tanh is the
+kernel's too (torch's CPU tanh is MKL's VML, whose bits differ between Intel and AMD).
 ``tests/test_fast.py`` checks every batch size and row position, and ``batch_invariant``
 re-checks every position of a block at start-up on the machine that runs the sweep. With the
 fixed-order products no padding is needed: a row's bits are the kernel's definition whatever its
@@ -50,6 +51,7 @@ fp32, then cast): faster on CPUs with bf16 matrix units, not exact (``--precisio
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -204,6 +206,9 @@ class FastActionHead:
         self._masks: dict[tuple[int, torch.device], tuple[torch.Tensor, torch.Tensor]] = {}
         self._full_masks: dict[tuple[int, int, torch.device], torch.Tensor] = {}
         self._local = threading.local()  # scratch buffers per thread: pipelines share one head
+        self.tap: Callable[[str, torch.Tensor], None] | None = None
+        """Called with each stage's output (``embed``, ``layer0``.., ``final``, ``logits``; first dim: the
+        windows) when set: ``harness trace`` fingerprints them. Reads only: the floats are the same."""
 
     def _order(self, k: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """Causal mask ``(3K-1, 3K-1)`` in the by-kind layout, and each token's timestep ``(3K-1,)``."""
@@ -311,10 +316,13 @@ class FastActionHead:
         x3 = b["x"].view(n, t, h)
         x3.copy_(self.embed_ln(emb).add_(self.pos0))
         x = b["x"]  # (n*t, h) residual stream
+        tap = self.tap
+        if tap is not None:
+            tap("embed", x3)
 
         mask = self._mask(valid, k, dev)
 
-        for layer in self.layers[:-1]:
+        for i, layer in enumerate(self.layers[:-1]):
             y = _ln(x, layer.ln_1)
             q, kk, v = (
                 _heads(torch.addmm(bias, y, w, out=b[name]), n, layer.heads)
@@ -325,6 +333,8 @@ class FastActionHead:
             y = _ln(x, layer.ln_2)
             hid = layer.act_(torch.addmm(layer.b_fc, y, layer.w_fc, out=b["mlp"]))
             x.addmm_(hid, layer.w_proj).add_(layer.b_proj)
+            if tap is not None:
+                tap(f"layer{i}", x3)
 
         last = self.layers[-1]
         newest = 2 * k - 1  # s_K in the by-kind layout
@@ -339,6 +349,10 @@ class FastActionHead:
         hl.addmm_(last.act_(torch.addmm(last.b_fc, y, last.w_fc)), last.w_proj).add_(last.b_proj)
         final = _ln(hl, self.ln_f)
         out = torch.addmm(self.b_act, final, self.w_act)
+        if tap is not None:
+            tap(f"layer{len(self.layers) - 1}", hl)
+            tap("final", final)
+            tap("logits", out)
         if raw:
             return torch.cat([final, out], dim=1).float()
         if self.tanh:
@@ -375,6 +389,9 @@ class FastActionHead:
         ln = self.embed_ln
         fixedgemm.layer_norm(emb, ln.weight, ln.bias, ln.eps, out=x3).add_(self.pos0)
         x = b["x"]  # (n*t, h) residual stream
+        tap = self.tap
+        if tap is not None:
+            tap("embed", x3)
 
         mask = self._mask(valid, k, dev)
         att = b["att"]  # merged heads: (n*t, heads * d)
@@ -384,13 +401,15 @@ class FastActionHead:
             """Part ``i`` of a ``(n*t, parts*h)`` product as ``(n, heads, t, d)``."""
             return qkv[:, i * h : (i + 1) * h].view(n, -1, heads, d).transpose(1, 2)
 
-        for layer, pw in zip(self.layers[:-1], self.packed, strict=False):
+        for i, (layer, pw) in enumerate(zip(self.layers[:-1], self.packed, strict=False)):
             # ln_1 then the q/k/v product, fused by row block in the kernel (the same bits)
             qkv = fixedgemm.ln_gemm(x, layer.ln_1, pw["w_qkv"], layer.b_qkv, out=b["qkv"])  # (n*t, 3h)
             q, kk, v = split(qkv, 0), split(qkv, 1), split(qkv, 2)
             fixedgemm.attention(q, kk, v, mask, layer.scaling, out=att_heads)
             fixedgemm.gemm(att, pw["w_o"], layer.b_o, out=x, accumulate=True)
             _mlp(layer, pw, x, x, b["mlp"], ln=layer.ln_2)
+            if tap is not None:
+                tap(f"layer{i}", x3)
 
         last, pw = self.layers[-1], self.packed[-1]
         newest = 2 * k - 1  # s_K in the by-kind layout
@@ -411,10 +430,14 @@ class FastActionHead:
         _mlp(last, pw, hl, hl, ln=last.ln_2)
         final = _ln_fixed(hl, self.ln_f)
         out = fixedgemm.gemm(final, self.packed_act, self.b_act)
+        if tap is not None:
+            tap(f"layer{len(self.layers) - 1}", hl)
+            tap("final", final)
+            tap("logits", out)
         if raw:
             return torch.cat([final, out], dim=1)
-        if self.tanh:
-            out = out.tanh_()
+        if self.tanh:  # the kernel's tanh: torch's is MKL's VML, whose bits depend on the CPU vendor
+            out = fixedgemm.tanh_(out)
         return out
 
 

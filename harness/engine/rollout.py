@@ -36,11 +36,15 @@ class EpisodeSpec:
         target: target return, raw (the model sees ``target / return_scale``).
         seed: reset seed.
         index: the episode's index k within its cell (seed = base seed + k in a sweep).
+        shift: see below.
     """
 
     target: float
     seed: int
     index: int = 0
+    shift: Shift | None = None
+    """The episode's own shift condition (None: the rollout's ``shift``): one rollout can hold
+    episodes of every condition of a sweep, each slot simulating its episode's dynamics."""
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,7 @@ def run_episodes(
     simulator: str = "batched",
     pipelines: int | None = None,
     shift: Shift | None = None,
+    on_step: Callable[[np.ndarray], None] | None = None,
 ) -> list[EpisodeResult]:
     """Run ``episodes`` with ``policy`` on ``min(num_envs, len(episodes))`` slots.
 
@@ -124,6 +129,8 @@ def run_episodes(
             ``benchmarks/overlap.py``.
         shift: a :class:`harness.world.shift.Shift` of every episode (dynamics on the slots'
             simulator, observation and action noise from each episode's own generators).
+        on_step: optional callback with each env step's rewards ``(n,)`` float64 (one pipeline
+            only: ``harness trace``).
 
     Returns:
         One result per episode, in the order of ``episodes``. An episode whose env raised is
@@ -134,7 +141,8 @@ def run_episodes(
     if not episodes:
         return []
     if pipelines is None:
-        pipelines = auto_pipelines(policy, min(num_envs, len(episodes)), env_workers) if on_frame is None else 1
+        one = on_frame is not None or on_step is not None
+        pipelines = 1 if one else auto_pipelines(policy, min(num_envs, len(episodes)), env_workers)
     if pipelines < 1:
         raise ValueError(f"pipelines must be >= 1, got {pipelines}")
     pipelines = min(pipelines, num_envs, len(episodes))
@@ -155,7 +163,7 @@ def run_episodes(
         envs = make_slots(env_id, n, max_episode_steps, simulator, render, dynamics=dynamics)
     try:
         run = _Run(policy, envs, episodes, n, progress, record_actions, on_finish, shift)
-        run.on_frame = on_frame
+        run.on_frame, run.on_step = on_frame, on_step
         return run.run()
     finally:
         envs.close()
@@ -275,11 +283,17 @@ class _Run:
         ckpt = policy.checkpoint
         self.shift = shift or Shift()
         # noise: per episode generators (set at its reset), so draws follow the episode, not the slot
-        self.obs_std = self.shift.obs_noise * np.asarray(ckpt.state_std, dtype=np.float64)
+        self.state_std = np.asarray(ckpt.state_std, dtype=np.float64)
         space = envs.single_action_space
         self.act_low, self.act_high = np.asarray(space.low, np.float64), np.asarray(space.high, np.float64)
-        self.act_std = self.shift.act_noise * (self.act_high - self.act_low) / 2
         self.noise: list[tuple[np.random.Generator, np.random.Generator] | None] = [None] * n
+        self.slot_shift: list[Shift] = [self.shift] * n  # the shift of each slot's episode
+        self.per_slot_dynamics = any(e.shift is not None and e.shift.dynamics != self.shift.dynamics for e in episodes)
+        if self.per_slot_dynamics and not hasattr(envs, "set_dynamics"):
+            raise ValueError(
+                "episodes of several dynamics shifts in one rollout need the batched simulator "
+                "(MujocoBatch); run each condition on its own slots"
+            )
         self.policy, self.envs, self.episodes, self.n = policy, envs, episodes, n
         self.progress, self.record_actions, self.on_finish = progress, record_actions, on_finish
         self.device = policy.device
@@ -298,6 +312,7 @@ class _Run:
         self.obs = np.zeros((n, *envs.single_observation_space.shape))
         self.finished_now: list[EpisodeResult] = []
         self.on_frame: Callable[[np.ndarray], None] | None = None
+        self.on_step: Callable[[np.ndarray], None] | None = None
 
     def _frame(self) -> None:
         if self.on_frame is not None and self.slot_episode[0] >= 0:
@@ -344,8 +359,9 @@ class _Run:
                     self.slot_episode[i] = k
                     seeds[i] = self.episodes[k].seed
                     self.rtg[i] = self.episodes[k].target / self.scale
-                    if self.shift.obs_noise or self.shift.act_noise:
-                        self.noise[i] = noise_generators(self.episodes[k].seed, self.shift)
+                    shift = self.slot_shift[i] = self.episodes[k].shift or self.shift
+                    if shift.obs_noise or shift.act_noise:
+                        self.noise[i] = noise_generators(self.episodes[k].seed, shift)
                     mask[i] = True
                 else:
                     self.slot_episode[i] = -1  # idle for good: neither reset nor stepped again
@@ -353,7 +369,10 @@ class _Run:
                 self.traces[i] = []
             if not mask.any():
                 return
-            new_obs, info = self.envs.reset(seed=seeds, options={"reset_mask": mask})
+            options: dict = {"reset_mask": mask}
+            if self.per_slot_dynamics:
+                options["dynamics"] = [self.slot_shift[i] for i in range(self.n)]
+            new_obs, info = self.envs.reset(seed=seeds, options=options)
             self.obs = np.where(mask[:, None], new_obs, self.obs)
             rows = torch.as_tensor(todo, device=self.device)
             self.window.clear(rows)
@@ -388,10 +407,12 @@ class _Run:
                 idx = live_rows.cpu().numpy()
                 actions_np[idx] = acts.cpu().numpy()
                 nan_slot[idx] = ~finite.cpu().numpy()
-            if self.shift.act_noise:
+            if any(self.slot_shift[i].act_noise for i in np.flatnonzero(live)):
                 actions_np = self._noisy(actions_np, live & ~nan_slot)
             obs, reward, terminated, truncated, info = self.envs.step(actions_np, live)
             self._frame()
+            if self.on_step is not None:
+                self.on_step(reward)
             status, error = _statuses(info, n)
             status[nan_slot & live] = Status.NAN_ACTION.value
 
@@ -420,11 +441,13 @@ class _Run:
     def _seen(self, live: np.ndarray) -> np.ndarray:
         """The observations the policy sees ``(n, state_dim)``: with ``obs_noise``, each live slot's
         plus one draw of its episode's observation noise (the simulator's state is untouched)."""
-        if not self.shift.obs_noise:
+        noisy = [i for i in np.flatnonzero(live) if self.slot_shift[i].obs_noise]
+        if not noisy:
             return self.obs
         seen = np.array(self.obs, dtype=np.float64)
-        for i in np.flatnonzero(live):
-            seen[i] += self.obs_std * self.noise[i][0].standard_normal(len(self.obs_std))
+        for i in noisy:
+            std = self.slot_shift[i].obs_noise * self.state_std
+            seen[i] += std * self.noise[i][0].standard_normal(len(std))
         return seen
 
     def _noisy(self, actions: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -432,7 +455,11 @@ class _Run:
         action noise, clipped to the bounds (the policy's own action stays in its context)."""
         out = actions.copy()
         for i in np.flatnonzero(rows):
-            noisy = actions[i].astype(np.float64) + self.act_std * self.noise[i][1].standard_normal(len(self.act_std))
+            scale = self.slot_shift[i].act_noise
+            if not scale:
+                continue
+            std = scale * (self.act_high - self.act_low) / 2
+            noisy = actions[i].astype(np.float64) + std * self.noise[i][1].standard_normal(len(std))
             out[i] = np.clip(noisy, self.act_low, self.act_high)
         return out
 

@@ -123,9 +123,13 @@ class SweepConfig:
     """fp32: exact (the tutorial loop's actions); bf16: bf16 weights and matrix multiplies, faster on CPUs
     with bf16 units and GPUs, statistically the same returns; bf16 (oneDNN) is outside the
     pinned-numerics guarantee: its rows may differ between CPUs."""
+    allow_emulated_bf16: bool = False
+    """Run --precision bf16 on a CPU without bf16 arithmetic (no AVX512-BF16/AMX-BF16): torch then
+    emulates it, many times slower than fp32; refused without this flag."""
     numerics: str = field(default="pinned", metadata=_flag(choices=[m.value for m in Numerics]))
-    """pinned: fp32 episodes bit-identical on every x86-64 CPU with AVX2 (MKL's strict CNR mode on its
-    SSE2 branch, torch's AVX2 kernels; costs speed, see the manual's Reproducibility page); local:
+    """pinned: fp32 episodes bit-identical on every x86-64 CPU with AVX2, Intel or AMD, with or without
+    AVX-512 (every product, layer norm, softmax and the action's tanh in the harness's fixed-order
+    kernel; see the manual's Reproducibility page); local:
     identical whatever the batch, threads or workers on this kind of CPU only (faster); native:
     nothing pinned (fastest)."""
     allow_batch_dependence: bool = False
@@ -265,6 +269,13 @@ def validate(config: SweepConfig) -> list[EnvSpec]:
         raise HarnessError(f"unknown --simulator {config.simulator!r}; use one of: {', '.join(SIMULATORS)}")
     if config.precision not in PRECISIONS:
         raise HarnessError(f"unknown --precision {config.precision!r}; use one of: {', '.join(PRECISIONS)}")
+    if config.precision == "bf16" and not config.allow_emulated_bf16 and resolve_device(config.device) == "cpu":
+        if not numerics.cpu_has_bf16():
+            raise HarnessError(
+                "--precision bf16: this CPU has no bf16 arithmetic (no avx512_bf16 or amx_bf16 flag), so torch "
+                "emulates it, far slower than fp32 (an AVX2-only EPYC finished no episode of a 96-episode sweep "
+                "in 21 min that fp32 ran in 96 s); use --precision fp32, or pass --allow-emulated-bf16"
+            )
     if config.numerics not in {m.value for m in Numerics}:
         raise HarnessError(
             f"unknown --numerics {config.numerics!r}; use one of: {', '.join(m.value for m in Numerics)}"
@@ -438,9 +449,13 @@ def _run_sweep(config: SweepConfig, command: str | None = None) -> pd.DataFrame:
     started_at = datetime.now(timezone.utc)
     envs = validate(config)
     numerics_state = numerics.apply(config.numerics)  # before any kernel runs: loading included
-    if config.precision == "bf16":
-        numerics_state = numerics_state | {"portable": False, "note": "bf16 (oneDNN) is outside the guarantee"}
     device = resolve_device(config.device)
+    if config.precision == "bf16":
+        hardware = numerics.cpu_has_bf16() if device == "cpu" else None
+        note = "bf16 (oneDNN) is outside the guarantee" + (
+            "; emulated: this CPU has no bf16 arithmetic (--allow-emulated-bf16)" if hardware is False else ""
+        )
+        numerics_state = numerics_state | {"portable": False, "note": note, "bf16_hardware": hardware}
     by_env = parse_checkpoints(config.checkpoints, envs)
     data_specs = parse_data(config.data, envs)
     out = Path(config.out) if config.out else Path("results") / started_at.strftime("%Y-%m-%dT%H-%M-%S")
