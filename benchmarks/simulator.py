@@ -7,8 +7,10 @@ finished slots reset at once, in one process, interleaved over ``--rounds`` roun
   on each ``MjData`` in a Python loop): the floor;
 - ``gymnasium``: the slots as Gymnasium envs (``--simulator gymnasium``: wrappers, checker,
   GuardedEnv, per-env observation and reward);
-- ``batched``: :class:`harness.world.mjbatch.MujocoBatch` on one thread (the default), and on
-  ``--threads`` threads (wall time: threads only pay with free cores).
+- ``loop``: :class:`harness.world.mjbatch.MujocoBatch` on the mj_step loop (the stepper before
+  ``mujoco.batch``), on one thread and on ``--threads``;
+- ``mujoco.batch``: the same on MuJoCo's own batch (``mujoco.batch.Batch``: the default stepper),
+  on one thread and on ``--threads`` (its C thread pool; wall time: threads only pay with free cores).
 
     python benchmarks/simulator.py [--env-id Hopper-v4] [--slots 64] [--threads 2]
 
@@ -53,7 +55,7 @@ def mj_alone(batch: MujocoBatch, steps: int, act_dim: int, rng: np.random.Genera
     batch.reset(seed=list(range(batch.num_envs)))
     for _ in range(steps):
         acts = rng.uniform(-0.3, 0.3, (batch.num_envs, act_dim))
-        for d, a in zip(batch.data, acts, strict=True):
+        for d, a in zip(batch.physics.data, acts, strict=True):
             d.ctrl[:] = a
             mujoco.mj_step(batch.model, d, nstep=batch.frame_skip)
             mujoco.mj_rnePostConstraint(batch.model, d)
@@ -71,14 +73,18 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     gym_envs = SlotVectorEnv(args.env_id, args.slots)
     act_dim = gym_envs.single_action_space.shape[0]
-    batch = MujocoBatch(args.env_id, args.slots)
-    threaded = MujocoBatch(args.env_id, args.slots, threads=args.threads)
-    methods = {
-        "mj_step": lambda rng: mj_alone(batch, args.steps, act_dim, rng),
-        "gymnasium": lambda rng: drive(gym_envs, args.steps, act_dim, rng),
-        "batched": lambda rng: drive(batch, args.steps, act_dim, rng),
-        f"batched-{args.threads}-threads": lambda rng: drive(threaded, args.steps, act_dim, rng),
+    loop = MujocoBatch(args.env_id, args.slots, stepper="loop")
+    sims = {
+        f"{stepper}{'' if t == 1 else f'-{t}-threads'}": MujocoBatch(
+            args.env_id, args.slots, threads=t, stepper=stepper
+        )
+        for stepper in ("loop", "mujoco.batch")
+        for t in (1, args.threads)
     }
+    methods = {
+        "mj_step": lambda rng: mj_alone(loop, args.steps, act_dim, rng),
+        "gymnasium": lambda rng: drive(gym_envs, args.steps, act_dim, rng),
+    } | {name: (lambda rng, sim=sim: drive(sim, args.steps, act_dim, rng)) for name, sim in sims.items()}
     rows = []
     for r in range(args.rounds):
         for name, fn in methods.items():
@@ -98,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     floor = df.loc["mj_step", "cpu_us_per_step"]
     df["cpu_vs_mj_step"] = df["cpu_us_per_step"] / floor
     df["wall_vs_mj_step"] = df["wall_us_per_step"] / df.loc["mj_step", "wall_us_per_step"]
+    df["cpu_vs_loop"] = df["cpu_us_per_step"] / df.loc["loop", "cpu_us_per_step"]
     print(df.round(2).to_string())
     print(f"machine: {machine_line()}")
     args.out.mkdir(parents=True, exist_ok=True)
@@ -106,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python benchmarks/simulator.py " + " ".join(argv or []),
         "env_id": args.env_id,
         "slots": args.slots,
+        "rounds": args.rounds,
+        "threads": args.threads,
+        "mujoco": mujoco.__version__,
         "machine": machine(),
         "versions": versions(),
     }

@@ -133,6 +133,26 @@ def test_noise_follows_the_episode_not_its_batch(ckpt):
     pd.testing.assert_frame_equal(rest.drop(columns="wall_time_s"), a[a["target"] == 900.0].reset_index(drop=True))
 
 
+def test_every_condition_runs_in_one_batch_with_the_rows_of_one_batch_per_condition(ckpt, monkeypatch):
+    """On the batched simulator every shift condition of a cell grid shares one batch of slots (a slot
+    takes the next pending episode whatever its condition); the rows equal those of one batch per
+    condition (Gymnasium's envs, which cannot mix dynamics) in every float."""
+    from harness.engine import rollout
+
+    c = load_checkpoint(str(ckpt))
+    shifts = SHIFTS + [Shift(friction=0.7), Shift(gravity=1.2, reset_noise=2.0)]
+    made = []
+    real = rollout.make_slots
+    monkeypatch.setattr(rollout, "make_slots", lambda *a, **k: made.append(a) or real(*a, **k))
+    one = evaluate(c, "hopper", [200.0, 900.0], episodes=2, num_envs=5, shifts=shifts)
+    assert len(made) == 1  # one batch for all six conditions
+    per = evaluate(c, "hopper", [200.0, 900.0], episodes=2, num_envs=5, shifts=shifts, simulator="gymnasium")
+    assert len(made) == 1 + len(shifts)
+    cols = ["shift", "target", "episode", "seed", "return", "length", "status"]
+    pd.testing.assert_frame_equal(one[cols], per[cols])
+    assert one["shift"].nunique() == len(shifts)
+
+
 def sweep_args(ckpt, out, *extra):
     return [
         "--envs", "hopper", "--checkpoint", f"hopper={ckpt}", "--targets", "200", "900", "--episodes", "3",

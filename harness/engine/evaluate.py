@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,7 @@ from harness.engine.policy import DTPolicy
 from harness.engine.rollout import EpisodeResult, EpisodeSpec, run_episodes
 from harness.io.checkpoints import Checkpoint, load_checkpoint
 from harness.world.envs import EnvSpec, resolve_env
+from harness.world.mjbatch import supports
 from harness.world.shift import Shift
 
 DEFAULT_MAX_NUM_ENVS = 64
@@ -34,13 +36,12 @@ def episode_rows(
     env: EnvSpec, ckpt: Checkpoint, results: Sequence[EpisodeResult], shift: Shift | None = None
 ) -> list[dict[str, Any]]:
     """One ``episodes.csv`` row per result (columns of :data:`harness.core.schema.EPISODE_COLUMNS`)."""
-    label = (shift or Shift()).label
     return [
         {
             "env": env.name,
             "env_id": env.env_id,
             "checkpoint": ckpt.label,
-            "shift": label,
+            "shift": (r.spec.shift or shift or Shift()).label,
             "target": r.spec.target,
             "episode": r.spec.index,
             "seed": r.spec.seed,
@@ -108,7 +109,9 @@ def evaluate(
         env_workers: processes that step the slots (see :mod:`harness.world.vector`).
         simulator: ``batched`` or ``gymnasium`` (see :func:`harness.engine.rollout.run_episodes`).
         shifts: :class:`harness.world.shift.Shift` cells (default: none); each runs every target's
-            episodes on its own slots (one simulator per dynamics), with the same reset seeds.
+            episodes with the same reset seeds. On the batched simulator every cell shares one batch
+            of slots (each slot simulates its episode's dynamics: ``MujocoBatch.set_dynamics``); on
+            Gymnasium's envs or env workers each cell runs on its own slots. Same rows either way.
 
     Returns:
         One row per episode run with the columns of :data:`EPISODE_COLUMNS`, in spec order.
@@ -152,8 +155,15 @@ def evaluate(
             last_post = now
 
     rows: list[dict[str, Any]] = []
-    for shift in cells:
-        specs = todo[shift.label]
+    # every condition in one batch of slots where the simulator takes per-slot dynamics (a slot takes
+    # the next pending episode whatever its condition); else one batch per condition
+    together = len(cells) > 1 and simulator == "batched" and env_workers == 1 and supports(env.env_id)
+    groups = (
+        [(Shift(), [replace(e, shift=s) for s in cells for e in todo[s.label]])]
+        if together
+        else [(s, todo[s.label]) for s in cells]
+    )
+    for shift, specs in groups:
         if not specs:
             continue
 

@@ -60,6 +60,7 @@ from harness.io.results import (
 )
 from harness.running.parallel import BACKENDS, Cell, engine, run_cells, threads_per_job
 from harness.world.envs import DEFAULT_VERSION, VERSIONS, EnvSpec, resolve_env
+from harness.world.mjbatch import describe_stepper
 from harness.world.shift import parse_shifts
 from harness.world.vector import SIMULATORS
 
@@ -590,6 +591,7 @@ def _run_sweep(config: SweepConfig, command: str | None = None) -> pd.DataFrame:
         "git": git_state(),
         "machine": machine(),
         "numerics": numerics_state,
+        "simulator": describe_stepper() if config.simulator == "batched" else "gymnasium envs",
         "batch_invariant": all(invariance.values()),
         "batch_invariance": invariance,
         "batch_invariance_check": {k: asdict(v) for k, v in checks.items()},
