@@ -254,7 +254,7 @@ def test_gate_fails_at_a_0_97_action_head(all_cores):
 
 @pytest.mark.slow
 @needs_embedded
-@pytest.mark.xfail(strict=False, reason="revision 6 rows: walker2d/4500 bf16 vs fp32 at +16.5 against a CI of 16.3; to revisit")
+@pytest.mark.xfail(strict=False, reason="revision 6: walker2d/4500 bf16 vs fp32 +16.5, CI 16.3; to revisit")
 def test_bf16_scores_like_fp32(all_cores):
     """--precision bf16 on the embedded checkpoints: same seeds (the gate's exact episodes),
     every cell's mean normalised score within the episode-to-episode 95% CI of fp32's."""
