@@ -12,15 +12,26 @@ finished slots reset at once, in one process, interleaved over ``--rounds`` roun
 - ``mujoco.batch``: the same on MuJoCo's own batch (``mujoco.batch.Batch``: the default stepper),
   on one thread and on ``--threads`` (its C thread pool; wall time: threads only pay with free cores).
 
-    python benchmarks/simulator.py [--env-id Hopper-v4] [--slots 64] [--threads 2]
+Then a shift sweep's wall time (``--shift-conditions`` 6 cells: mass 0.8/1/1.2 x friction 0.8/1.2 on
+the embedded Hopper checkpoint, 3 targets x 4 episodes each), in interleaved rounds:
 
-Writes ``results/benchmarks/simulator.csv`` / ``.json`` (machine, versions).
+- ``per-condition, loop``: one batch of slots per condition on the mj_step loop (before);
+- ``per-condition, mujoco.batch``: one batch per condition on MuJoCo's batch;
+- ``one batch, mujoco.batch``: every condition in one batch (per-slot dynamics; the default).
+
+The rows of all three must be equal (checked; the run fails otherwise).
+
+    python benchmarks/simulator.py [--env-id Hopper-v4] [--slots 64] [--threads 2] [--shift-rounds 3]
+
+Writes ``results/benchmarks/simulator.csv``, ``simulator_shift.csv`` and ``simulator.json``
+(machine, versions).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -62,6 +73,30 @@ def mj_alone(batch: MujocoBatch, steps: int, act_dim: int, rng: np.random.Genera
     return batch.num_envs * steps
 
 
+SHIFT_CELLS = ["mass=0.8,1,1.2", "friction=0.8,1.2"]
+SHIFT_TARGETS = (1200.0, 2400.0, 3600.0)
+
+
+def shift_sweep(mode: str, episodes: int) -> tuple[float, pd.DataFrame]:
+    """One shift sweep in this process (wall seconds, rows); ``mode`` as in the module docstring."""
+    from harness.engine.evaluate import evaluate
+    from harness.io.checkpoints import load_checkpoint
+    from harness.world.shift import parse_shifts
+
+    ckpt = load_checkpoint("hopper")
+    cells = parse_shifts(SHIFT_CELLS)
+    os.environ["HARNESS_STEPPER"] = "loop" if mode.endswith("loop") else "mujoco.batch"
+    t0 = time.perf_counter()
+    if mode.startswith("per-condition"):
+        rows = pd.concat([evaluate(ckpt, "hopper", SHIFT_TARGETS, episodes, shifts=[c]) for c in cells])
+    else:
+        rows = evaluate(ckpt, "hopper", SHIFT_TARGETS, episodes, shifts=cells)
+    wall = time.perf_counter() - t0
+    del os.environ["HARNESS_STEPPER"]
+    key = ["shift", "target", "episode"]
+    return wall, rows.sort_values(key).reset_index(drop=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--env-id", default="Hopper-v4")
@@ -69,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--shift-rounds", type=int, default=3, help="rounds of the shift sweep timing (0: skip it)")
+    p.add_argument("--shift-episodes", type=int, default=4, help="episodes per target and condition")
     p.add_argument("--out", type=Path, default=OUT)
     args = p.parse_args(argv)
     gym_envs = SlotVectorEnv(args.env_id, args.slots)
@@ -109,12 +146,35 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine: {machine_line()}")
     args.out.mkdir(parents=True, exist_ok=True)
     df.to_csv(args.out / "simulator.csv")
+    shift_rows = []
+    first: pd.DataFrame | None = None
+    for r in range(args.shift_rounds):
+        for mode in ("per-condition, loop", "per-condition, mujoco.batch", "one batch, mujoco.batch"):
+            wall, rows = shift_sweep(mode, args.shift_episodes)
+            cols = ["shift", "target", "episode", "return", "length", "status"]
+            if first is None:
+                first = rows[cols]
+            elif not rows[cols].equals(first):
+                raise SystemExit(f"shift sweep rows differ under {mode!r}: the one-batch path changed a result")
+            shift_rows.append({"round": r, "mode": mode, "episodes": len(rows), "wall_s": wall})
+    if shift_rows:
+        sdf = pd.DataFrame(shift_rows).groupby("mode", sort=False)[["episodes", "wall_s"]].median()
+        sdf["vs_before"] = sdf["wall_s"] / sdf.loc["per-condition, loop", "wall_s"]
+        print(sdf.round(3).to_string())
+        sdf.to_csv(args.out / "simulator_shift.csv")
     meta = {
         "command": "python benchmarks/simulator.py " + " ".join(argv or []),
         "env_id": args.env_id,
         "slots": args.slots,
         "rounds": args.rounds,
         "threads": args.threads,
+        "shift": {
+            "cells": SHIFT_CELLS,
+            "targets": SHIFT_TARGETS,
+            "episodes": args.shift_episodes,
+            "rounds": args.shift_rounds,
+            "checkpoint": "hopper (embedded)",
+        },
         "mujoco": mujoco.__version__,
         "machine": machine(),
         "versions": versions(),

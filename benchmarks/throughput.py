@@ -14,9 +14,11 @@ every method does the same work per episode:
 4. ``harness``: the harness as shipped (exact fast path, fp32: the fixed-order kernel under the
    default pinned numerics; on 2+ torch threads the rollout runs one pipeline per thread,
    ``harness.engine.rollout.auto_pipelines``);
-5. ``harness-native``: the same under ``--numerics native`` (MKL's own products): what the
+5. ``harness-loop``: the same with the slots' physics on the ``mj_step`` loop
+   (``HARNESS_STEPPER=loop``) instead of ``mujoco.batch``: what MuJoCo's own batch changes;
+6. ``harness-native``: the same under ``--numerics native`` (MKL's own products): what the
    fixed-order kernel costs against the BLAS on this machine, measured beside it;
-6. ``harness-bf16``: ``--precision bf16``.
+7. ``harness-bf16``: ``--precision bf16``.
 
 Every measurement runs in a fresh subprocess (its peak RSS is its own). Ratios are against the
 reference loop measured in the same run. The FLOP floor of a method is the floating-point work
@@ -30,7 +32,7 @@ RSS against episode length (reference loop vs harness, one episode) and wall tim
 number of episodes.
 
     python benchmarks/throughput.py                 # full (about 15 minutes here)
-    python benchmarks/throughput.py --quick         # harness and harness-native at 32 slots, 3 rounds (2 minutes)
+    python benchmarks/throughput.py --quick  # harness, harness-loop, harness-native: 32 slots, 3 rounds (3 min)
 
 ``--quick`` interleaves the two methods over ``--rounds`` rounds and reports the median of each.
 
@@ -60,7 +62,7 @@ import torch
 ENV_ID = "HalfCheetah-v4"
 TARGET = 6000.0
 HERE = Path(__file__).resolve().parent
-METHODS = ["lockstep", "harness-stock", "harness", "harness-native", "harness-bf16"]
+METHODS = ["lockstep", "harness-stock", "harness", "harness-loop", "harness-native", "harness-bf16"]
 NATIVE_ENV = {"HARNESS_NUMERICS": "native"}
 """The environment of a ``harness-native`` worker (the variables pinned numerics set are dropped)."""
 
@@ -179,6 +181,9 @@ def run_job(job: dict) -> dict:
         for var in ("ATEN_CPU_CAPABILITY", "MKL_CBWR"):
             env.pop(var, None)
         env |= NATIVE_ENV
+    env.pop("HARNESS_STEPPER", None)
+    if job["method"] == "harness-loop":
+        env["HARNESS_STEPPER"] = "loop"
     out = subprocess.run(
         [sys.executable, __file__, "--worker", json.dumps(job)], capture_output=True, text=True, check=False, env=env
     )
@@ -198,7 +203,9 @@ def _versions() -> dict[str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="reference vs harness at 32 slots only")
+    parser.add_argument(
+        "--quick", action="store_true", help="reference vs harness, harness-loop, harness-native at 32 slots only"
+    )
     parser.add_argument("--num-envs", type=int, nargs="+", default=[1, 4, 16, 32, 64, 128, 256, 512])
     parser.add_argument("--episode-steps", type=int, default=200, help="time limit of every episode")
     parser.add_argument("--reference-episodes", type=int, default=5)
@@ -229,12 +236,18 @@ def main(argv: list[str] | None = None) -> int:
         "lockstep": ("stock", "fp32"),
         "harness-stock": ("stock", "fp32"),
         "harness": ("exact", "fp32"),
+        "harness-loop": ("exact", "fp32"),
         "harness-native": ("exact", "fp32"),
         "harness-bf16": ("exact", "bf16"),
     }
     rounds = 1
     if args.quick:
-        methods, num_envs, args.reference_episodes, rounds = ["harness", "harness-native"], [32], 3, args.rounds
+        methods, num_envs, args.reference_episodes, rounds = (
+            ["harness", "harness-loop", "harness-native"],
+            [32],
+            3,
+            args.rounds,
+        )
     else:
         methods, num_envs = METHODS, args.num_envs
 

@@ -5,7 +5,9 @@ MuJoCo's own batch (``mujoco.batch``, 1 and 2 threads) and on the mj_step loop."
 import numpy as np
 import pytest
 
+from harness.core.errors import HarnessError
 from harness.core.schema import Status
+from harness.running.runner import SweepConfig, validate
 from harness.world import mjbatch
 from harness.world.envs import make_env
 from harness.world.mjbatch import SUPPORTED, MujocoBatch
@@ -161,6 +163,20 @@ def test_the_batchs_warning_counters_are_the_slots_own():
     acts[1] = np.nan
     batch.step(acts)
     assert list(batch.physics.warnings(np.arange(3)) > 0) == [False, True, False]
+
+
+def test_harness_stepper_names_the_default_and_a_bad_name_is_one_line(monkeypatch):
+    monkeypatch.setenv("HARNESS_STEPPER", "loop")
+    batch = MujocoBatch("Hopper-v4", 2)
+    assert batch.stepper == "loop" and "mj_step loop" in batch.simulator
+    monkeypatch.setenv("HARNESS_STEPPER", "mujoco.batch")
+    assert MujocoBatch("Hopper-v4", 2).stepper == "mujoco.batch"
+    monkeypatch.setenv("HARNESS_STEPPER", "threads")
+    with pytest.raises(HarnessError, match="HARNESS_STEPPER='threads' names no stepper"):
+        MujocoBatch("Hopper-v4", 2)
+    config = SweepConfig(envs=["hopper"], out="unused")
+    with pytest.raises(HarnessError, match="HARNESS_STEPPER"):
+        validate(config)
 
 
 def test_unsupported_id():

@@ -60,7 +60,7 @@ from harness.io.results import (
 )
 from harness.running.parallel import BACKENDS, Cell, engine, run_cells, threads_per_job
 from harness.world.envs import DEFAULT_VERSION, VERSIONS, EnvSpec, resolve_env
-from harness.world.mjbatch import describe_stepper
+from harness.world.mjbatch import default_stepper, describe_stepper
 from harness.world.shift import parse_shifts
 from harness.world.vector import SIMULATORS
 
@@ -268,6 +268,8 @@ def validate(config: SweepConfig) -> list[EnvSpec]:
         raise HarnessError("--scheduler is the address of a Dask cluster; pass it with --backend dask")
     if config.simulator not in SIMULATORS:
         raise HarnessError(f"unknown --simulator {config.simulator!r}; use one of: {', '.join(SIMULATORS)}")
+    if config.simulator == "batched":
+        default_stepper()  # a bad $HARNESS_STEPPER fails here, before anything is written
     if config.precision not in PRECISIONS:
         raise HarnessError(f"unknown --precision {config.precision!r}; use one of: {', '.join(PRECISIONS)}")
     if config.precision == "bf16" and not config.allow_emulated_bf16 and resolve_device(config.device) == "cpu":

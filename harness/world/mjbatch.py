@@ -23,6 +23,7 @@ reset).
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 import mujoco
@@ -34,6 +35,7 @@ try:  # MuJoCo's own closed-loop batch (mujoco >= 4.0)
 except ImportError:  # pragma: no cover - older mujoco: the loop below steps the slots
     mjbatch = None
 
+from harness.core.errors import HarnessError
 from harness.core.schema import Status
 from harness.world.envs import INFO_KEYS, MAX_ABS_OBSERVATION, _one_line, make_env
 from harness.world.shift import Shift
@@ -51,8 +53,24 @@ STEPPERS = ("mujoco.batch", "loop")
 this mujoco has it) or a loop of ``mj_step`` over one ``MjData`` per slot (older mujoco)."""
 
 
+STEPPER_ENV = "HARNESS_STEPPER"
+"""Names the stepper for a whole process (``loop`` or ``mujoco.batch``): benchmarks measure the two
+side by side, and a user can step back to the loop without a code change."""
+
+
 def default_stepper() -> str:
-    """``mujoco.batch`` where this mujoco ships it, else ``loop``."""
+    """``$HARNESS_STEPPER`` where set, else ``mujoco.batch`` where this mujoco ships it, else ``loop``.
+
+    Raises:
+        HarnessError: ``$HARNESS_STEPPER`` names no stepper of :data:`STEPPERS`.
+    """
+    named = os.environ.get(STEPPER_ENV)
+    if named:
+        if named not in STEPPERS:
+            raise HarnessError(
+                f"{STEPPER_ENV}={named!r} names no stepper; set it to one of {', '.join(STEPPERS)} or unset it"
+            )
+        return named
     return "mujoco.batch" if mjbatch is not None else "loop"
 
 
