@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     exact["episodes_max_return_diff"] = max(abs(a.ret - b.ret) for a, b in zip(on_cpu, on_gpu, strict=True))
     exact["episodes"] = len(eps)
 
-    # the GPU's own determinism (issue 21, item 4): pinned numerics are a CPU guarantee; on CUDA the
+    # the GPU's own determinism: pinned numerics are a CPU guarantee; on CUDA the
     # harness states what holds with cuBLAS's fixed workspace (CUBLAS_WORKSPACE_CONFIG, set by
     # gpu_check.sh before CUDA starts) and deterministic algorithms: the same episodes twice, with
     # 8 and with 3 slots, and the start-up self-check (every position of a 256-window block)

@@ -5,10 +5,10 @@
 # an environment where `pip install -e .` (with a CUDA build of torch) has been done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# GPU determinism (issue 21): cuBLAS picks its workspace per stream unless told, which can change
+# GPU determinism: cuBLAS picks its workspace per stream unless told, which can change
 # a GEMM's reduction order between runs; a fixed config plus torch's deterministic algorithms
 # (set in gpu_check.py) is what the check's "gpu_determinism" block measures. Pinned numerics
-# (harness/numerics.py) are a CPU guarantee: CUDA results are not bit-equal to the CPU's.
+# (harness/core/numerics.py) are a CPU guarantee: CUDA results are not bit-equal to the CPU's.
 export CUBLAS_WORKSPACE_CONFIG="${CUBLAS_WORKSPACE_CONFIG:-:4096:8}"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true
 timeout 290 python benchmarks/gpu_check.py "$@"

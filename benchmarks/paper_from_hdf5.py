@@ -1,4 +1,4 @@
-"""``harness paper`` on exported D4RL files against the path the paper's rows were made with (issue 23).
+"""``harness paper`` on exported D4RL files against the path the paper's rows were made with.
 
 For each parquet dataset (the tutorial's schema, named ``<env>-<kind>.parquet`` as
 ``harness collect --recipe d4rl`` names them):

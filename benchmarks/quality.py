@@ -3,7 +3,7 @@
 Per env × checkpoint: the Spearman correlation between target and mean achieved return over the
 targets inside the checkpoint's dataset [p10, p90] return range, the best target's mean
 normalised score, and the share of "stuck" episodes: below 20 normalised at targets of 50
-normalised and above. The bar of the main command's defaults (issue 15): Spearman >= 0.95,
+normalised and above. The bar of the main command's defaults: Spearman >= 0.95,
 best >= 85, stuck <= 5%. The numbers are the library's (:mod:`harness.analysis.calibration`, the
 sweep's ``calibration.csv``); this script adds the bar.
 

@@ -1,4 +1,4 @@
-"""Same rows however a sweep is run: issue 21's check, through the real command line, per numerics mode.
+"""Same rows however a sweep is run, through the real command line, per numerics mode.
 
 For each ``--numerics`` mode, the embedded hopper at 2 targets x 12 episodes (seed 3, fp32) is
 swept with ``--num-envs 4``, ``7`` and ``24``, with ``--jobs 2``, and once killed with SIGKILL

@@ -3,7 +3,7 @@
 Three methods on the same episodes, measured in one process, interleaved over ``--rounds``
 rounds (so a slow patch of a shared machine hits all three alike):
 
-- ``reference``: the tutorial's one-episode loop (``harness/reference.py``);
+- ``reference``: the tutorial's one-episode loop (``harness/engine/reference.py``);
 - ``stock``: the harness's batched rollout with the stock ``transformers`` forward;
 - ``shipped``: the harness as it ships (fast exact forward, batch-invariant blocks).
 

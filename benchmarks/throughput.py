@@ -6,7 +6,7 @@ HalfCheetah never terminates, so every episode lasts ``--episode-steps`` steps (
 a time-limit override that keeps the whole sweep to minutes; the window is full after 20) and
 every method does the same work per episode:
 
-1. ``reference``: the tutorial loop (``harness/reference.py``), one episode at a time;
+1. ``reference``: the tutorial loop (``harness/engine/reference.py``), one episode at a time;
 2. ``lockstep``: today's batched peers (online-dt, torchrl): N episodes reset together, the full
    padded window through the stock ``transformers`` forward every step, finished episodes idle
    until the whole wave is done (``benchmarks/lockstep.py``);

@@ -11,7 +11,7 @@ import torch
 from transformers import DecisionTransformerConfig, DecisionTransformerModel
 from transformers.utils import logging as hf_logging
 
-# importing harness pins the numerics (harness/numerics.py); torch has run no kernel before this line
+# importing harness pins the numerics (harness/core/numerics.py); torch has run no kernel before this line
 from harness.io.checkpoints import DatasetSummary, save_checkpoint
 
 torch.set_num_threads(1)
@@ -66,6 +66,15 @@ def tiny_checkpoints(tmp_path_factory) -> dict[str, Path]:
         "walker2d": make_checkpoint(root / "walker2d", "Walker2d-v4"),
         "halfcheetah": make_checkpoint(root / "halfcheetah", "HalfCheetah-v4"),
     }
+
+
+@pytest.fixture(scope="session")
+def kernel_mutant(tmp_path_factory):
+    """``kernel_mutant(name)``: the folder of that mutant's kernel sources (``tests/kernel_mutants.py``)."""
+    from tests.kernel_mutants import source
+
+    root = tmp_path_factory.mktemp("kernel-mutants")
+    return lambda name: source(name, root)
 
 
 @pytest.fixture(scope="session", autouse=True)

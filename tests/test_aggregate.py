@@ -1,4 +1,4 @@
-"""Claims across tasks and seeds (issue 32): harness aggregate against an independent computation
+"""Claims across tasks and seeds: harness aggregate against an independent computation
 (rliable's definitions, written here with loops; rliable itself does not import with the pinned
 pandas) on sweeps of tiny checkpoints, harness select's disjoint seeds and optimism gap, a sweep
 logged to MLflow, TensorBoard and W&B (offline) and read back (MLflow's client, TensorBoard's
@@ -195,8 +195,9 @@ def test_wandb_offline_run_reads_back(runs, tmp_path, monkeypatch):
     every number in the summary, the arguments as config, the curves against the target, the files;
     a damaged log is refused in one line."""
     pytest.importorskip("wandb")
-    from harness.analysis.publish import read_wandb_run, sweep_metrics
+    from harness.analysis.publish import sweep_metrics
     from harness.core.errors import HarnessError
+    from tests.wandb_reader import read_wandb_run
 
     monkeypatch.delenv("WANDB_MODE", raising=False)
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))  # nothing outside the test's folder

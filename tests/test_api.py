@@ -1,4 +1,4 @@
-"""The public API, the one command, ``--config`` and ``report.html`` (issue 22)."""
+"""The public API, the one command, ``--config`` and ``report.html``."""
 
 from __future__ import annotations
 

@@ -132,7 +132,7 @@ def test_two_real_sweeps_of_one_checkpoint_differ_by_nothing(tmp_path, tiny_chec
 
 
 def test_compare_at_each_sides_selected_target_on_held_out_seeds():
-    """Issue 32: each side picks its target on episodes k < 5 and is compared on k >= 5 only."""
+    """Each side picks its target on episodes k < 5 and is compared on k >= 5 only."""
     from harness.analysis.comparison import Pairing, compare_selected
 
     def sweep(scores: dict[float, list[float]], label: str) -> pd.DataFrame:

@@ -1,4 +1,4 @@
-"""Checkpoints of CORL and of the paper's code convert exactly (issue 23, item 2).
+"""Checkpoints of CORL and of the paper's code convert exactly.
 
 The tests carry their own minimal implementation of each source architecture, written from the
 descriptions in those code bases: CORL's ``DecisionTransformer`` (``nn.MultiheadAttention`` blocks,

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.core import fixedgemm
+from harness.kernels import fixedgemm
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.skipif(fixedgemm.library() is None, reason="no C compiler: fixed-order kernel not built")
@@ -55,7 +55,8 @@ X86 = fixedgemm.isa() in ("AVX2+FMA", "AVX-512")
 PLAY = """
 import json, sys
 import harness
-from harness.core import fixedgemm, numerics
+from harness.core import numerics
+from harness.kernels import fixedgemm
 if {no_self_check}:
     numerics._KERNEL = (True, "self-check switched off by the test")  # let a mutant kernel run
 from harness.commands import regression
@@ -78,7 +79,7 @@ ENVS = ["hopper", "walker2d", "halfcheetah"]
 
 def play(env: dict[str, str], episodes: int = 1, no_self_check: bool = False, envs: list[str] = ENVS) -> dict:
     """The exact check of the first ``episodes`` of every cell of ``envs`` in a fresh interpreter under ``env``."""
-    base = {k: v for k, v in os.environ.items() if k not in {*AVX2_ONLY, "HARNESS_FIXED_GEMM_MUTANT"}}
+    base = {k: v for k, v in os.environ.items() if k not in {*AVX2_ONLY, "HARNESS_KERNEL_SOURCE"}}
     code = PLAY.format(episodes=episodes, no_self_check=no_self_check, envs=list(envs))
     done = subprocess.run(
         [sys.executable, "-c", code], env=base | env, capture_output=True, text=True, cwd=ROOT, timeout=900
@@ -100,10 +101,10 @@ def test_the_exact_subset_is_the_reference_on_other_cpus(cpu):
 
 @pytest.mark.slow
 @pytest.mark.skipif(not X86, reason="the emulated CPUs are x86-64 ones")
-def test_an_avx2_only_divergence_is_caught_under_the_mask_and_only_there():
+def test_an_avx2_only_divergence_is_caught_under_the_mask_and_only_there(kernel_mutant):
     """A kernel whose AVX2 tanh differs: the emulated AVX2-only CPU sees it; with the kernel's mask
     switched off a machine with AVX-512 runs its AVX-512 path and the divergence goes unseen."""
-    mutant = {"HARNESS_FIXED_GEMM_MUTANT": "avx2-tanh"}
+    mutant = {"HARNESS_KERNEL_SOURCE": str(kernel_mutant("avx2-tanh"))}
     got = play(AVX2_ONLY | mutant, no_self_check=True)
     assert got["isa"] == "AVX2+FMA" and got["failed"]
     assert any("actions changed" in line for line in got["lines"])

@@ -1,4 +1,4 @@
-"""D4RL HDF5 files and Minari datasets read as the tutorial's schema (issue 23, item 1): the same
+"""D4RL HDF5 files and Minari datasets read as the tutorial's schema: the same
 trajectories, statistics and training batches; made in the tests, never downloaded."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The landing page, the manual and the generated pages stay true (issue 22)."""
+"""The landing page, the manual and the generated pages stay true."""
 
 from __future__ import annotations
 

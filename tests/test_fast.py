@@ -245,7 +245,7 @@ def _odd_rows_off_by_one_ulp(monkeypatch) -> None:
     """Mutation: products whose rounding depends on the row's position (every odd output row of every
     ``addmm`` and every fixed-order product one ulp up), what MKL does on AMD EPYC with AVX-512
     outside its strict CNR mode."""
-    from harness.core import fixedgemm
+    from harness.kernels import fixedgemm
 
     original, fixed = torch.addmm, fixedgemm.gemm
 
@@ -262,8 +262,8 @@ def _odd_rows_off_by_one_ulp(monkeypatch) -> None:
 def test_every_position_of_a_block(threads):
     """Several probe windows at every position of a 16-window block, other windows around them, on
     1 and 2 threads: each gets the output it gets alone, bit for bit (raw output: final hidden state
-    and pre-tanh action). Under the pinned numerics of harness/numerics.py this holds on every
-    x86-64 CPU; without them it fails on AMD EPYC with AVX-512 (issue 21)."""
+    and pre-tanh action). Under the pinned numerics of harness/core/numerics.py this holds on every
+    x86-64 CPU; without them it fails on AMD EPYC with AVX-512."""
     m = model(hidden_size=64, n_layer=3, n_head=2, state_dim=11)
     head = FastActionHead(m)
     before = torch.get_num_threads()
@@ -299,6 +299,7 @@ def test_start_up_self_check_sees_row_positions(tmp_path, monkeypatch):
     assert not check and check.differing > 0 and set(check.positions) & set(range(1, 16, 2))
 
 
+# fmt: off
 EXACT_ATEN = {
     # element by element, one IEEE operation (or none) per element: the same bits at every vector
     # width, on every CPU; no transcendental, no reduction whose order a kernel picks
@@ -312,6 +313,7 @@ EXACT_ATEN = {
     # making tensors
     "empty", "zeros", "ones", "full", "arange", "eye", "zeros_like", "empty_like", "scalar_tensor",
 }
+# fmt: on
 """torch ops whose floats do not depend on the CPU; anything else in an fp32 episode is a finding."""
 
 
@@ -344,7 +346,7 @@ def test_the_exact_path_runs_no_torch_kernel_whose_floats_depend_on_the_cpu():
 
 def test_the_op_check_sees_torchs_tanh(monkeypatch):
     """The check above fails when the action head's tanh is torch's again (the bug it guards)."""
-    from harness.core import fixedgemm
+    from harness.kernels import fixedgemm
 
-    monkeypatch.setattr(fixedgemm, "tanh_", lambda x, mutant=None: x.tanh_())
+    monkeypatch.setattr(fixedgemm, "tanh_", lambda x, source=None: x.tanh_())
     assert cpu_dependent_ops(episodes=1, steps=3) == {"tanh_"}

@@ -1,4 +1,4 @@
-"""Figures a person can read (issue 24): every figure the harness draws, for 1, 2 and 3 envs and 1 to
+"""Figures a person can read: every figure the harness draws, for 1, 2 and 3 envs and 1 to
 8 checkpoints per env, keeps every piece of text on the canvas and no two text boxes overlap
 (entries of one legend aside), measured from matplotlib's own text extents after a draw."""
 
@@ -226,7 +226,7 @@ def test_every_figure_reads_whole(kind, n_envs, n_ckpts):
 
 def test_the_check_sees_clipped_and_overlapping_text():
     """Mutation: the check must fail on a title wider than the canvas and on two labels drawn on
-    top of each other (the two defects of issue 24)."""
+    top of each other (the two defects once seen: clipped and overlapping labels)."""
     fig = matplotlib.pyplot.figure(figsize=(4, 3))
     ax = fig.subplots()
     fig.suptitle("x" * 200)

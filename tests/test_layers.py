@@ -16,9 +16,14 @@ PACKAGE = ROOT / "harness"
 
 LAYERS: list[tuple[str, str, list[list[str]]]] = [
     (
+        "kernels",
+        "the fixed-order fp32 kernels: C sources by operation, their build, their binding by name, torch ops",
+        [["build", "binding"], ["fixedgemm"]],
+    ),
+    (
         "core",
-        "names and errors, the fixed-order GEMM, pinned numerics, provenance, statistics",
-        [["errors", "schema", "fixedgemm", "provenance", "stats"], ["numerics"]],
+        "names and errors, pinned numerics, provenance, statistics",
+        [["errors", "schema", "provenance", "stats"], ["numerics"]],
     ),
     (
         "world",

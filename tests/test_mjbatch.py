@@ -289,3 +289,16 @@ def test_a_slot_on_the_wrong_dynamics_is_caught(monkeypatch, mutation):
 
         monkeypatch.setattr(MujocoBatch, "set_dynamics", keep_noise)
     assert mixed_mismatches(stepper, 1) != []
+
+
+def test_the_three_kinds_of_slots_are_one_protocol():
+    from harness.world.vector import ShardedVectorEnv, Slots, SlotVectorEnv, make_slots
+
+    kinds = [MujocoBatch("Hopper-v4", 2), SlotVectorEnv("Hopper-v4", 2), ShardedVectorEnv("Hopper-v4", 2, 2)]
+    try:
+        assert all(isinstance(k, Slots) for k in kinds)
+        assert isinstance(make_slots("Hopper-v4", 2), MujocoBatch)
+        assert not isinstance(object(), Slots)
+    finally:
+        for k in kinds:
+            k.close()

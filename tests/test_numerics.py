@@ -1,4 +1,4 @@
-"""Pinned numerics (harness/numerics.py): in force before torch runs, switchable, said when too late.
+"""Pinned numerics (harness/core/numerics.py): in force before torch runs, switchable, said when too late.
 
 Each case runs in a fresh interpreter: MKL and torch fix their paths when they first run, which in
 this test process happened long ago.
@@ -136,16 +136,16 @@ def test_pinned_without_its_kernel_says_so_in_one_line_and_still_runs():
 
 @pytest.mark.slow
 @needs_x86
-@pytest.mark.parametrize("mutant", ["split-k", "bias-first"])
-def test_a_kernel_that_fails_its_self_check_is_not_used(mutant):
-    """The start-up self-check catches a kernel that splits K or adds the bias first: pinned is then
-    not portable, says why in one line, and the policy runs torch's products instead."""
+@pytest.mark.parametrize("mutant", ["reversed-k", "unfused"])
+def test_a_kernel_that_fails_its_self_check_is_not_used(mutant, kernel_mutant):
+    """The start-up self-check catches a kernel that sums k in another order or does not fuse: pinned
+    is then not portable, says why in one line, and the policy runs torch's products instead."""
     code = (
         "import harness, json, torch\nfrom harness.core import numerics\n"
         "from harness.engine.fast import default_products\n"
         "s = numerics.state(); s['default'] = default_products(torch.float32); print(json.dumps(s))"
     )
-    s = fresh(code, HARNESS_FIXED_GEMM_MUTANT=mutant)
+    s = fresh(code, HARNESS_KERNEL_SOURCE=str(kernel_mutant(mutant)))
     assert not s["portable"] and s["default"] == "torch"
     assert "does not compute the definition" in s["note"] or "known answer" in s["note"]
 

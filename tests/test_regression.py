@@ -133,7 +133,7 @@ def test_statistical_mode_fails_on_a_real_drop_only():
 
 
 def test_statistical_mode_fails_when_the_target_stops_steering():
-    """Issue 30: a checkpoint whose mean holds but whose response to the target goes flat fails on
+    """A checkpoint whose mean holds but whose response to the target goes flat fails on
     rho and slope (it would pass the mean check alone: no cell drops by more than MIN_DROP)."""
     rng = np.random.default_rng(2)
     means = {800.0: 46.0, 2000.0: 50.0, 3600.0: 54.0}

@@ -1,4 +1,4 @@
-"""Evaluation under shift (issue 31): the grid, the model fields each dynamics shift touches (checked
+"""Evaluation under shift: the grid, the model fields each dynamics shift touches (checked
 against a fresh model, so a shift on the wrong body fails), bit-equality of the batched simulator and
 Gymnasium under every shift, noise that follows the episode (not its batch, worker or a resume), the
 unshifted cell equal to a plain sweep, robustness numbers, and bad input."""

@@ -212,7 +212,7 @@ def test_init_fine_tunes_a_checkpoint_with_its_own_statistics(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_trainer_checkpoints_evaluate_as_they_are(tmp_path, capsys):
-    """Issue 25: every checkpoint-N that harness.commands.train writes carries its statistics, return scale,
+    """Every checkpoint-N that harness.commands.train writes carries its statistics, return scale,
     K, env id and data summary, so the learning-curve sweep needs no --data; its rows equal those of
     the same sweep with --data (the old recipe) for the same checkpoints."""
     from harness.commands import sweep
@@ -258,7 +258,7 @@ def test_trainer_checkpoints_evaluate_as_they_are(tmp_path, capsys):
 
 
 def test_every_train_option_is_documented(capsys):
-    """Issue 25: --help says what every option means, from TrainConfig's field docstrings (one place)."""
+    """--help says what every option means, from TrainConfig's field docstrings (one place)."""
     with pytest.raises(SystemExit):
         train.main(["--help"])
     text = " ".join(capsys.readouterr().out.split())

@@ -115,7 +115,7 @@ def test_names_are_file_safe_and_carry_the_weights():
 
 
 def test_tile_labels_stay_on_the_tile():
-    """Issue 24: a grid tile's label (a long checkpoint path, a target and a seed) wraps to the
+    """A grid tile's label (a long checkpoint path, a target and a seed) wraps to the
     tile's width instead of running off it; nothing of it is dropped."""
     from PIL import Image, ImageDraw
 

@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         metavar="TRAINER_CHECKPOINT",
         help="do not train: copy an intermediate Trainer checkpoint (OUT/trainer/checkpoint-N) out to OUT as a "
-        "checkpoint folder (Trainer checkpoints written since issue 25 also evaluate as they are)",
+        "checkpoint folder (the Trainer checkpoints it writes also evaluate as they are)",
     )
     args = p.parse_args(argv)
     export_from = args.export

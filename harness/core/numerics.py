@@ -5,8 +5,8 @@ unless told not to:
 
 - **matrix products**. A BLAS picks a kernel per CPU vendor and instruction set, splits the
   reduction over k by shape, and on AMD EPYC with AVX-512 MKL rounds odd rows of a block
-  differently (issue 21). Under ``pinned`` the acting forward does not use the BLAS: every
-  product is :mod:`harness.core.fixedgemm`'s fixed-order chain (one FMA chain over k in order,
+  differently. Under ``pinned`` the acting forward does not use the BLAS: every
+  product is :mod:`harness.kernels.fixedgemm`'s fixed-order chain (one FMA chain over k in order,
   bias added once after), which is a function of its inputs alone on every CPU, whatever the
   vector width, tiling, row position or thread count, at close to MKL's speed. (Until 0.3 this
   was MKL's ``COMPATIBLE`` CNR branch: one SSE2 code path, 3.5-4.3x slower sweeps on Intel.)
@@ -38,7 +38,7 @@ Modes (``--numerics``):
   the batch, threads or workers on this kind of CPU, not across CPUs;
 - ``native``: nothing pinned (rows may depend on the batch on some CPUs).
 
-This module imports only :mod:`harness.core.fixedgemm` of the project (in functions), and does
+This module imports only :mod:`harness.kernels.fixedgemm` of the project (in functions), and does
 not import torch at module level.
 """
 
@@ -201,10 +201,10 @@ def apply(mode: str | Numerics | None = None) -> dict[str, Any]:
 
 def kernel() -> tuple[bool, str]:
     """Whether the fixed-order kernel is built and computes its definition here (cached per process):
-    ``(ok, one line)`` from :func:`harness.core.fixedgemm.self_check`."""
+    ``(ok, one line)`` from :func:`harness.kernels.fixedgemm.self_check`."""
     global _KERNEL
     if _KERNEL is None:
-        from harness.core import fixedgemm  # imports torch: not at module level
+        from harness.kernels import fixedgemm  # imports torch: not at module level
 
         _KERNEL = fixedgemm.self_check()
     return _KERNEL
@@ -218,7 +218,7 @@ def state() -> dict[str, Any]:
     "definition", "kernel", "in_force", "why_not", "portable", "note"}``.
 
     ``definition``: the fixed-order kernel's numerics definition
-    (:func:`harness.core.fixedgemm.definition`) where it runs; ``in_force``: whether the requested
+    (:func:`harness.kernels.fixedgemm.definition`) where it runs; ``in_force``: whether the requested
     mode really holds; ``why_not``: the one line that says why not; ``portable``: whether fp32
     results are the same on every x86-64 CPU with AVX2; ``products``: what the acting forward's
     matrix products run on; ``note``: a one-line caveat (pinned without its kernel). Reading
@@ -262,7 +262,7 @@ def state() -> dict[str, Any]:
                 f"{ATEN_CPU_CAPABILITY[mode]} MKL_CBWR={MKL_CBWR[mode]} in the environment"
             )
     if fixed:
-        from harness.core import fixedgemm
+        from harness.kernels import fixedgemm
 
         products = f"fixed-order products ({fixedgemm.isa()} kernel)"
         definition = fixedgemm.definition()

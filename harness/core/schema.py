@@ -132,7 +132,7 @@ field is missing, so a label such as ``none`` (no shift), ``NA`` or ``null`` sta
 CELL_KEY = ["env", "env_id", "checkpoint", "shift", "target"]
 EPISODE_KEY = [*CELL_KEY, "episode"]
 LEGACY_EPISODE_COLUMNS = [c for c in EPISODE_COLUMNS if c != "shift"]
-"""``episodes.csv`` as written before the shift axis (issue 31): read as ``shift = none``."""
+"""``episodes.csv`` as written before the shift axis: read as ``shift = none``."""
 
 EXIT_OK = 0
 EXIT_FAILED_EPISODES = 3

@@ -28,10 +28,10 @@ reduction order for a window's rows is the same whether it is acted for alone or
 others. (The hazard is real: BLAS libraries take other paths for small M — MKL's rounding for M
 = 1..3 differs from M >= 4 on AMD EPYC, and cuBLAS picks kernels and split-K by shape.) Blocks
 alone are not enough: a row's rounding can also depend on its position inside a fixed-shape
-GEMM (on AMD EPYC with AVX-512, MKL rounds odd rows of a block differently; issue 21), which
+GEMM (on AMD EPYC with AVX-512, MKL rounds odd rows of a block differently), which
 no layout of ours can rule out when a BLAS computes the products. Under pinned numerics
 (:mod:`harness.core.numerics`) they are not the BLAS's: ``products="fixed"`` runs every matrix
-product as :mod:`harness.core.fixedgemm`'s fixed-order FMA chain, every layer norm and the
+product as :mod:`harness.kernels.fixedgemm`'s fixed-order FMA chain, every layer norm and the
 attention (scores, scale, mask, softmax, weighted sum, one window's head at a time) as its
 fixed-order kernels, exact by construction on every CPU; the layer norms before the q/k/v product
 and the MLP are fused into those kernels by row block. What is left to torch (the timestep
@@ -57,8 +57,9 @@ import torch
 import torch.nn.functional as F
 from transformers import DecisionTransformerModel
 
-from harness.core import fixedgemm, numerics
+from harness.core import numerics
 from harness.engine.context import Window
+from harness.kernels import fixedgemm
 
 
 class _Layer:
@@ -127,7 +128,7 @@ def _ln(x: torch.Tensor, p: tuple[torch.Tensor, torch.Tensor, float]) -> torch.T
 def _ln_fixed(
     x: torch.Tensor, p: tuple[torch.Tensor, torch.Tensor, float], out: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """:func:`_ln` as :func:`harness.core.fixedgemm.layer_norm` (fixed order: the same bits on every CPU)."""
+    """:func:`_ln` as :func:`harness.kernels.fixedgemm.layer_norm` (fixed order: the same bits on every CPU)."""
     return fixedgemm.layer_norm(x, p[0], p[1], p[2], out=out)
 
 
@@ -143,7 +144,7 @@ class FastActionHead:
             None runs the whole batch in one pass (shapes then depend on the batch: faster on
             some hardware, not batch invariant; kept for measuring what invariance costs).
         products: ``fixed`` runs every matrix product (embeddings, projections, MLP, attention
-            scores and weighted sums, action head) as :mod:`harness.core.fixedgemm`'s fixed-order
+            scores and weighted sums, action head) as :mod:`harness.kernels.fixedgemm`'s fixed-order
             chain: the same bits on every CPU (fp32 on CPU only); ``torch`` uses torch's
             ``addmm`` and ``scaled_dot_product_attention`` (MKL / oneDNN / cuBLAS); None (default)
             takes ``fixed`` where :func:`default_products` says so.
@@ -452,7 +453,7 @@ def _mlp(
     """The block's MLP into the residual stream ``x`` ``(rows, h)`` from ``y``, fixed-order; with ``ln``
     (``ln_2``'s parameters), ``y`` is ``layer_norm(x)`` (pass ``y=x``), normalised in the kernel.
 
-    ReLU models: one fused kernel call (:func:`harness.core.fixedgemm.mlp`; the layer norm by row
+    ReLU models: one fused kernel call (:func:`harness.kernels.fixedgemm.mlp`; the layer norm by row
     block, the ReLU in the product's epilogue, the ``(rows, inner)`` activations never in memory);
     other activations run torch's kernel between the two products (``hid``: an optional
     ``(rows, inner)`` buffer). Same bits either way.

@@ -12,27 +12,51 @@ processes, each a :class:`SlotVectorEnv`, and passes the masks on.
 
 With the model on a GPU the simulator becomes the bottleneck: one process steps 17-DoF MuJoCo
 models at some tens of thousands of steps per second at best. :class:`ShardedVectorEnv` splits
-the slots into ``N`` contiguous shards, each a Gymnasium ``SyncVectorEnv`` of guarded envs
-(:func:`harness.world.envs.make_vector_env`) in its own process, and steps the shards concurrently.
+the slots into ``N`` contiguous shards, each the slots of :func:`make_slots` (the batched MuJoCo
+stepper or a :class:`SlotVectorEnv`) in its own process, and steps the shards concurrently.
 Gymnasium's ``AsyncVectorEnv`` would start one process per slot, which does not scale to
 thousands of slots; this is the same protocol with one process per shard.
 
-It offers the part of the ``VectorEnv`` interface the rollout uses: ``reset(seed=[...],
-options={"reset_mask": mask})``, ``step(actions)``, ``single_observation_space`` and
-``close()``. Each slot still gets its own episode seed, so episodes are the same as with one
-process (tested).
+All three (and :class:`harness.world.mjbatch.MujocoBatch`) offer the part of the ``VectorEnv``
+interface the rollout uses, :class:`Slots`: ``reset(seed=[...], options={"reset_mask": mask})``,
+``step(actions, mask)``, ``num_envs``, the single spaces and ``close()``. Each slot still gets
+its own episode seed, so episodes are the same as with one process (tested).
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from harness.world.envs import INFO_KEYS, GuardedEnv, make_env, slot_info
 from harness.world.mjbatch import MujocoBatch, supports
 from harness.world.shift import Shift
+
+
+@runtime_checkable
+class Slots(Protocol):
+    """What the rollout needs of its slots: :class:`SlotVectorEnv`, :class:`ShardedVectorEnv` and
+    :class:`harness.world.mjbatch.MujocoBatch` all are one.
+
+    ``reset`` returns ``(obs (num_envs, obs_dim), info)`` with the rows of the slots in
+    ``options["reset_mask"]`` (all when absent) fresh; ``step(actions (num_envs, act_dim), mask)``
+    returns ``(obs, reward, terminated, truncated, info)``, each ``(num_envs, ...)``, and steps only
+    the slots in ``mask`` (all when None).
+    """
+
+    num_envs: int
+    single_observation_space: Any
+    single_action_space: Any
+
+    def reset(
+        self, *, seed: list[int | None] | None = None, options: dict | None = None
+    ) -> tuple[np.ndarray, dict]: ...
+
+    def step(self, actions: np.ndarray, mask: np.ndarray | None = None) -> tuple[Any, ...]: ...
+
+    def close(self) -> None: ...
 
 
 def _merged(values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -131,7 +155,7 @@ def make_slots(
     render_kwargs: dict | None = None,
     threads: int = 1,
     dynamics: Shift | None = None,
-):  # -> SlotVectorEnv | MujocoBatch
+) -> Slots:
     """The slots of one process: :class:`harness.world.mjbatch.MujocoBatch` for the locomotion tasks
     (bit-equal to Gymnasium's envs), else (another id, rendering, or ``simulator="gymnasium"``)
     :class:`SlotVectorEnv`. ``dynamics``: the shift of their simulator (:mod:`harness.world.shift`)."""

@@ -7,11 +7,12 @@ from zero, with the bias added once after (and, for a residual update, the old v
 
 An FMA rounds once (IEEE 754) and vector lanes do not interact, so this is a function of the
 inputs alone: AVX-512, AVX2 and scalar code, Intel, AMD and ARM, any tiling, batch, row position
-or thread count give the same floats. ``fixedgemm.c`` holds the register-blocked micro-kernels
-(8 x 32 accumulators with AVX-512, 6 x 16 with AVX2+FMA, a scalar ``fmaf`` loop elsewhere),
-chosen at run time; it is compiled here on first use with the machine's C compiler (``cc``,
-about a second) into a per-user cache, and loaded with :mod:`ctypes` (no torch headers, no
-ninja). Where it cannot be built, :func:`library` returns None and :func:`unavailable` says why
+or thread count give the same floats. The C sources of this folder hold the register-blocked
+micro-kernels (8 x 32 accumulators with AVX-512, 6 x 16 with AVX2+FMA, a scalar ``fmaf`` loop
+elsewhere), chosen at run time; :mod:`harness.kernels.build` compiles them on first use with the
+machine's C compiler (about a second) into a per-user cache, and :mod:`harness.kernels.binding`
+loads them with :mod:`ctypes`, every argument by name (no torch headers, no ninja). Where it
+cannot be built, :func:`library` returns None and :func:`unavailable` says why
 in one line; the caller falls back to torch's products (exact on this machine, not portable).
 
 >>> import torch
@@ -19,206 +20,95 @@ in one line; the caller falls back to torch's products (exact on this machine, n
 ...     a, b = torch.randn(5, 7), torch.randn(7, 3)
 ...     assert torch.allclose(gemm(a, b), a @ b, atol=1e-5)
 
-This module imports nothing of the project but the numerics mode's name.
+This module imports nothing of the project outside :mod:`harness.kernels`.
 """
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import os
-import platform
-import shutil
 import subprocess
-import sys
-import sysconfig
-import tempfile
 import threading
 from pathlib import Path
 
 import torch
 
-SOURCE = Path(__file__).with_name("fixedgemm.c")
-"""The kernels' C source (shipped as package data)."""
-FLAGS = ["-O3", "-std=gnu11", "-shared", "-fPIC", "-ffp-contract=off", "-fno-fast-math"]
-"""Compiler flags: no contraction or reassociation of the C code's arithmetic (the kernels' FMAs
-are explicit: intrinsics and ``fmaf``)."""
-OPENMP = ["-fopenmp"]
-"""Threads: OpenMP, whose runtime (``libgomp.so.1``) is the one torch's CPU wheels load, so the
-products and torch's own kernels share one thread pool. Dropped (one thread) where it does not build."""
-MUTANTS = {"split-k": "FX_MUTATE_SPLIT_K", "bias-first": "FX_MUTATE_BIAS_FIRST", "avx2-tanh": "FX_MUTATE_AVX2_TANH"}
-"""Deliberately wrong builds for the tests and the self-check's mutation evidence."""
+from harness.kernels.binding import Kernel
+from harness.kernels.build import build
+
 ISAS = {0: "scalar fmaf", 1: "AVX2+FMA", 2: "AVX-512"}
 """The kernel paths (:func:`isa`)."""
+SOURCE_ENV = "HARNESS_KERNEL_SOURCE"
+"""A folder of kernel sources to build in place of the shipped ones for a whole process (the
+mutation runs of the real command line build deliberately wrong copies this way)."""
 
 _lock = threading.Lock()
-_libs: dict[str | None, ctypes.CDLL | None] = {}
+_libs: dict[str | None, Kernel | None] = {}
 _why: dict[str | None, str] = {}
-_P = ctypes.c_void_p
-_L = ctypes.c_long
-_I = ctypes.c_int
 
 
-def cache_dir() -> Path:
-    """Where built kernels are kept: ``$HARNESS_CACHE/kernels`` or ``~/.cache/harness/kernels``."""
-    root = os.environ.get("HARNESS_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "harness"
-    )
-    return Path(root) / "kernels"
-
-
-def _compiler() -> str | None:
-    for name in (os.environ.get("CC"), sysconfig.get_config_var("CC"), "cc", "gcc", "clang"):
-        if name and shutil.which(name.split()[0]):
-            return name.split()[0]
-    return None
-
-
-def _build(mutant: str | None) -> Path:
-    """Compile (or find in the cache) the library for ``mutant`` (None: the real one)."""
-    cc = _compiler()
-    if cc is None:
-        raise RuntimeError("no C compiler found (install gcc, or set CC)")
-    version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=60).stdout
-    defines = [f"-D{MUTANTS[mutant]}"] if mutant else []
-    key = hashlib.sha256(
-        "\0".join([SOURCE.read_text(), cc, version, *FLAGS, *defines, platform.machine(), sys.platform]).encode()
-    ).hexdigest()[:16]
-    target = cache_dir() / f"fixedgemm-{mutant or 'exact'}-{key}.so"
-    if target.exists():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
-    os.close(fd)
-    try:
-        for threads in (OPENMP, []):
-            done = subprocess.run(
-                [cc, *FLAGS, *threads, *defines, str(SOURCE), "-o", tmp, "-lm"],
-                capture_output=True,
-                text=True,
-                timeout=300,
-            )
-            if done.returncode == 0:
-                break
-        if done.returncode != 0:
-            last = (done.stderr.strip().splitlines() or ["no message"])[-1]
-            raise RuntimeError(f"{cc} could not build {SOURCE.name}: {last}")
-        os.replace(tmp, target)  # atomic: workers building at once all load a whole file
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return target
-
-
-def library(mutant: str | None = None) -> ctypes.CDLL | None:
+def library(source: Path | None = None) -> Kernel | None:
     """The loaded kernel library (built on first use), or None where it cannot be built or loaded.
 
-    ``mutant``: one of :data:`MUTANTS` (tests only). ``HARNESS_FIXED_GEMM=off`` disables it;
-    ``HARNESS_FIXED_GEMM_MUTANT`` builds that mutant in place of the real one (mutation runs of
-    the real command line).
+    ``source``: a folder with another copy of the kernel sources, built and loaded beside the
+    shipped one (tests). ``HARNESS_FIXED_GEMM=off`` disables the default library;
+    ``$HARNESS_KERNEL_SOURCE`` builds the default from that folder.
     """
-    if mutant is None and _DEFAULT:
+    if source is None and _DEFAULT:
         return _DEFAULT[0]
-    if mutant is None:
+    if source is None:
         if os.environ.get("HARNESS_FIXED_GEMM", "").lower() in ("0", "off", "no"):
             _DEFAULT.append(None)
             _why[None] = "the fixed-order kernel is switched off (HARNESS_FIXED_GEMM=off)"
             return None
-        env_mutant = os.environ.get("HARNESS_FIXED_GEMM_MUTANT") or None
-        _DEFAULT.append(library(env_mutant) if env_mutant else _load(None))
-        if env_mutant:
-            _why[None] = _why.get(env_mutant, "")
+        env_source = os.environ.get(SOURCE_ENV) or None
+        _DEFAULT.append(_load(Path(env_source)) if env_source else _load(None))
+        if env_source:
+            _why[None] = _why.get(str(Path(env_source)), "")
         return _DEFAULT[0]
-    return _load(mutant)
+    return _load(Path(source))
 
 
-_DEFAULT: list[ctypes.CDLL | None] = []
-"""The library :func:`library` returns for ``mutant=None``, resolved once per process (the
+_DEFAULT: list[Kernel | None] = []
+"""The library :func:`library` returns for ``source=None``, resolved once per process (the
 environment variables are read then)."""
 
 
-def _load(mutant: str | None) -> ctypes.CDLL | None:
-    """Build (or find) and load the library for ``mutant``; None where it cannot be."""
-    if mutant is not None and mutant not in MUTANTS:
-        raise ValueError(f"mutant must be one of {', '.join(MUTANTS)}, got {mutant!r}")
+def _load(source: Path | None) -> Kernel | None:
+    """Build (or find) and load the library of ``source`` (None: the shipped sources); None where it cannot be."""
+    key = None if source is None else str(source)
     with _lock:
-        if mutant in _libs:
-            return _libs[mutant]
-        lib: ctypes.CDLL | None = None
+        if key in _libs:
+            return _libs[key]
+        lib: Kernel | None = None
         try:
-            lib = ctypes.CDLL(str(_build(mutant)))
-            lib.fx_gemm.argtypes = [
-                _I,
-                _I,
-                _I,
-                _I,
-                _I,
-                _P,
-                _L,
-                _L,
-                _L,
-                _P,
-                _L,
-                _L,
-                _L,
-                _L,
-                _P,
-                _P,
-                _L,
-                _L,
-                _L,
-                _I,
-                _I,
-                _P,
-            ]
-            lib.fx_gemm.restype = _I
-            lib.fx_packed_size.argtypes, lib.fx_packed_size.restype = [_I, _I], _L
-            lib.fx_pack_b.argtypes, lib.fx_pack_b.restype = [_I, _I, _P, _L, _L, _P], _I
-            lib.fx_gemm_scalar.argtypes = [_I, _I, _I, _P, _L, _P, _L, _L, _P, _P, _L, _I]
-            lib.fx_gemm_scalar.restype = None
-            lib.fx_set_isa.argtypes, lib.fx_set_isa.restype = [_I], None
-            lib.fx_version.argtypes, lib.fx_version.restype = [], _I
-            lib.fx_mlp.argtypes = [_I, _I, _I, _P, _L, _P, _P, _P, _P, _P, _L, _I, _I, _P, _P, ctypes.c_float]
-            lib.fx_mlp.restype = _I
-            ln = [_I, _I, _P, _L, _P, _P, ctypes.c_float, _P, _L]
-            lib.fx_layernorm.argtypes, lib.fx_layernorm.restype = [*ln, _I], _I
-            lib.fx_layernorm_scalar.argtypes, lib.fx_layernorm_scalar.restype = ln, None
-            lib.fx_ln_gemm.argtypes = [_I, _I, _I, _P, _L, _P, _P, ctypes.c_float, _P, _P, _P, _L, _I, _I]
-            lib.fx_ln_gemm.restype = _I
-            rows4 = [_P, _L, _L, _L]
-            lib.fx_attention.argtypes = [_I] * 5 + rows4 * 3 + [_P, _L, _L, ctypes.c_float] + rows4 + [_I]
-            lib.fx_attention.restype = _I
-            lib.fx_softmax_scalar.argtypes = [_I, _I, _P, _L, ctypes.c_float, _P, _L]
-            lib.fx_softmax_scalar.restype = None
-            lib.fx_exp_vector.argtypes, lib.fx_exp_vector.restype = [_I, _P, _P], None
-            lib.fx_tanh_vector.argtypes, lib.fx_tanh_vector.restype = [_I, _P, _P], None
-            lib.fx_tanh_scalar_vector.argtypes, lib.fx_tanh_scalar_vector.restype = [_I, _P, _P], None
+            lib = Kernel(build(source))
         except (OSError, RuntimeError, subprocess.SubprocessError) as e:
-            _why[mutant] = f"the fixed-order kernel could not be built here ({e}); fp32 products fall back to torch's"
-            lib = None
+            _why[key] = f"the fixed-order kernel could not be built here ({e}); fp32 products fall back to torch's"
         if lib is not None:
             cap = isa_cap()
-            lib.fx_set_isa(-1 if cap is None else cap)
-        _libs[mutant] = lib
+            lib.set_isa(isa=-1 if cap is None else cap)
+        _libs[key] = lib
         return lib
 
 
-def unavailable(mutant: str | None = None) -> str | None:
+def unavailable(source: Path | None = None) -> str | None:
     """One line saying why :func:`library` is None (None when it loaded)."""
-    return None if library(mutant) is not None else _why.get(mutant, "the fixed-order kernel is unavailable")
+    key = None if source is None else str(source)
+    return None if library(source) is not None else _why.get(key, "the fixed-order kernel is unavailable")
 
 
-def definition(mutant: str | None = None) -> int | None:
-    """The version of the kernel's numerics definition (``FX_VERSION`` in ``fixedgemm.c``: bumped when a
+def definition(source: Path | None = None) -> int | None:
+    """The version of the kernel's numerics definition (``FX_VERSION`` in ``fx.h``: bumped when a
     definition changes its floats, whichever ISA runs it), None if unavailable."""
-    lib = library(mutant)
-    return None if lib is None else int(lib.fx_version())
+    lib = library(source)
+    return None if lib is None else int(lib.version())
 
 
-def isa(mutant: str | None = None) -> str | None:
+def isa(source: Path | None = None) -> str | None:
     """The kernel path this CPU takes (``AVX-512``, ``AVX2+FMA`` or ``scalar fmaf``), None if unavailable."""
-    lib = library(mutant)
-    return None if lib is None else ISAS[int(lib.fx_isa_in_use())]
+    lib = library(source)
+    return None if lib is None else ISAS[int(lib.isa_in_use())]
 
 
 ISA_ENV = "HARNESS_KERNEL_ISA"
@@ -237,14 +127,14 @@ def isa_cap() -> int | None:
     return ISA_NAMES[value]
 
 
-def set_isa(level: int | None, mutant: str | None = None) -> None:
+def set_isa(level: int | None, source: Path | None = None) -> None:
     """Cap the path at ``level`` (0 scalar, 1 AVX2, 2 AVX-512; None: :data:`ISA_ENV`'s cap, else the
     CPU's best). Tests use it to run every path this CPU has on the same inputs."""
-    lib = library(mutant)
+    lib = library(source)
     if lib is not None:
         if level is None:
             level = isa_cap()
-        lib.fx_set_isa(-1 if level is None else int(level))
+        lib.set_isa(isa=-1 if level is None else int(level))
         _LEVELS.pop(id(lib), None)
 
 
@@ -255,28 +145,30 @@ class Packed:
     packs afresh from it, so a stale packing can never be used.
     """
 
-    def __init__(self, b: torch.Tensor, mutant: str | None = None) -> None:
-        lib = library(mutant)
+    def __init__(self, b: torch.Tensor, source: Path | None = None) -> None:
+        lib = library(source)
         if lib is None:
-            raise RuntimeError(unavailable(mutant) or "fixed-order kernel unavailable")
+            raise RuntimeError(unavailable(source) or "fixed-order kernel unavailable")
         _check("b", b)
         if b.dim() != 2:
             raise ValueError(f"a packed operand is (K, N), got {tuple(b.shape)}")
         self.b = b
         self.shape = (int(b.shape[0]), int(b.shape[1]))
-        self.level = int(lib.fx_isa_in_use())
-        self.data = torch.empty(int(lib.fx_packed_size(self.shape[1], self.shape[0])))
-        lib.fx_pack_b(self.shape[1], self.shape[0], b.data_ptr(), b.stride(0), b.stride(1), self.data.data_ptr())
+        self.level = int(lib.isa_in_use())
+        self.data = torch.empty(int(lib.packed_size(N=self.shape[1], K=self.shape[0])))
+        lib.pack_b(
+            N=self.shape[1], K=self.shape[0], B=b.data_ptr(), rsb=b.stride(0), csb=b.stride(1), dst=self.data.data_ptr()
+        )
 
 
 _LEVELS: dict[int, int] = {}
 
 
-def _level(lib: ctypes.CDLL) -> int:
+def _level(lib: Kernel) -> int:
     """The path ``lib`` takes now (cached; :func:`set_isa` clears it)."""
     key = id(lib)
     if key not in _LEVELS:
-        _LEVELS[key] = int(lib.fx_isa_in_use())
+        _LEVELS[key] = int(lib.isa_in_use())
     return _LEVELS[key]
 
 
@@ -302,7 +194,7 @@ def gemm(
     bias: torch.Tensor | None = None,
     out: torch.Tensor | None = None,
     accumulate: bool = False,
-    mutant: str | None = None,
+    source: Path | None = None,
     relu: bool = False,
 ) -> torch.Tensor:
     """``a @ b (+ bias)`` in fixed order: ``(..., M, K) @ (..., K, N) → (..., M, N)``.
@@ -316,10 +208,9 @@ def gemm(
     what ``torch.relu`` gives (a NaN or a -0 passes). ``accumulate``: ``out += a @ b + bias``
     (``out``'s old value added last). Returns ``out`` (allocated when None).
     """
-    lib = library(mutant)
+    lib = library(source)
     if lib is None:
-        raise RuntimeError(unavailable(mutant) or "fixed-order kernel unavailable")
-    packed = None
+        raise RuntimeError(unavailable(source) or "fixed-order kernel unavailable")
     if isinstance(b, Packed):
         if a.dim() == 2 and b.level == _level(lib):
             return _gemm_packed(lib, a, b, bias, out, accumulate, relu)
@@ -358,14 +249,13 @@ def gemm(
 
     b0, b1 = (1, 1) if not batch else ((1, batch[0]) if len(batch) == 1 else (batch[0], batch[1]))
     (sa0, sa1), (sb0, sb1), (sc0, sc1) = lead(a), lead(b), lead(out)
-    rc = lib.fx_gemm(
-        b0, b1, m, n, k,
-        a.data_ptr(), sa0, sa1, a.stride(-2),
-        b.data_ptr(), sb0, sb1, b.stride(-2), b.stride(-1),
-        bias.data_ptr() if bias is not None else None,
-        out.data_ptr(), sc0, sc1, out.stride(-2),
-        _flags(accumulate, relu), torch.get_num_threads(),
-        packed.data_ptr() if packed is not None else None,
+    rc = lib.gemm(
+        b0=b0, b1=b1, M=m, N=n, K=k,
+        A=a.data_ptr(), sa0=sa0, sa1=sa1, lda=a.stride(-2),
+        B=b.data_ptr(), sb0=sb0, sb1=sb1, rsb=b.stride(-2), csb=b.stride(-1),
+        bias=bias.data_ptr() if bias is not None else None,
+        C=out.data_ptr(), sc0=sc0, sc1=sc1, ldc=out.stride(-2),
+        flags=_flags(accumulate, relu), threads=torch.get_num_threads(), bp=None,
     )  # fmt: skip
     if rc != 0:
         raise MemoryError("fixed-order kernel: out of memory for its packing buffer")
@@ -389,7 +279,7 @@ def _rows_out_and_bias(
 
 
 def _gemm_packed(
-    lib: ctypes.CDLL,
+    lib: Kernel,
     a: torch.Tensor,
     b: Packed,
     bias: torch.Tensor | None,
@@ -408,10 +298,11 @@ def _gemm_packed(
     if out is None and accumulate:
         raise ValueError("accumulate needs out")
     out, bias = _rows_out_and_bias(m, n, out, bias)
-    rc = lib.fx_gemm(
-        1, 1, m, n, k, a.data_ptr(), 0, 0, a.stride(0), b.b.data_ptr(), 0, 0, b.b.stride(0), b.b.stride(1),
-        bias.data_ptr() if bias is not None else None, out.data_ptr(), 0, 0, out.stride(0),
-        _flags(accumulate, relu), torch.get_num_threads(), b.data.data_ptr(),
+    rc = lib.gemm(
+        b0=1, b1=1, M=m, N=n, K=k, A=a.data_ptr(), sa0=0, sa1=0, lda=a.stride(0),
+        B=b.b.data_ptr(), sb0=0, sb1=0, rsb=b.b.stride(0), csb=b.b.stride(1),
+        bias=bias.data_ptr() if bias is not None else None, C=out.data_ptr(), sc0=0, sc1=0, ldc=out.stride(0),
+        flags=_flags(accumulate, relu), threads=torch.get_num_threads(), bp=b.data.data_ptr(),
     )  # fmt: skip
     if rc != 0:
         raise MemoryError("fixed-order kernel: out of memory for its packing buffer")
@@ -426,7 +317,7 @@ def mlp(
     b2: torch.Tensor,
     out: torch.Tensor,
     relu: bool = True,
-    mutant: str | None = None,
+    source: Path | None = None,
     ln: LayerNormParams | None = None,
 ) -> torch.Tensor:
     """A block's MLP into its residual stream: ``out += act(y @ w1 + b1) @ w2 + b2`` (act: ReLU or none).
@@ -438,18 +329,18 @@ def mlp(
     ``y=out``), computed by row block in the kernel, the same bits as :func:`layer_norm` first.
     Falls back to the separate calls where the packing is stale (:func:`set_isa`).
     """
-    lib = library(mutant)
+    lib = library(source)
     if lib is None:
-        raise RuntimeError(unavailable(mutant) or "fixed-order kernel unavailable")
+        raise RuntimeError(unavailable(source) or "fixed-order kernel unavailable")
     m, h = y.shape
     if w1.shape[0] != h or w2.shape != (w1.shape[1], h) or tuple(out.shape) != (m, h):
         raise ValueError(f"mlp shapes: y {tuple(y.shape)}, w1 {w1.shape}, w2 {w2.shape}, out {tuple(out.shape)}")
     level = _level(lib)
     if w1.level != level or w2.level != level:
         if ln is not None:
-            y = layer_norm(out, *ln, mutant=mutant)
-        hid = gemm(y, w1, b1, relu=relu, mutant=mutant)
-        return gemm(hid, w2, b2, out=out, accumulate=True, mutant=mutant)
+            y = layer_norm(out, *ln, source=source)
+        hid = gemm(y, w1, b1, relu=relu, source=source)
+        return gemm(hid, w2, b2, out=out, accumulate=True, source=source)
     for name, t in (("y", y), ("b1", b1), ("b2", b2), ("out", out)):
         _check(name, t)
     if y.stride(1) != 1:
@@ -457,9 +348,10 @@ def mlp(
     if out.stride(1) != 1 or b1.stride(0) != 1 or b2.stride(0) != 1:
         raise ValueError("mlp: out's rows and the biases must be contiguous")
     lw, lb, eps = _ln_args(ln, h)
-    rc = lib.fx_mlp(
-        m, h, w1.shape[1], y.data_ptr(), y.stride(0), w1.data.data_ptr(), b1.data_ptr(), w2.data.data_ptr(),
-        b2.data_ptr(), out.data_ptr(), out.stride(0), int(relu), torch.get_num_threads(), lw, lb, eps,
+    rc = lib.mlp(
+        M=m, H=h, I=w1.shape[1], Y=y.data_ptr(), ldy=y.stride(0), p1=w1.data.data_ptr(), b1=b1.data_ptr(),
+        p2=w2.data.data_ptr(), b2=b2.data_ptr(), X=out.data_ptr(), ldx=out.stride(0), relu=int(relu),
+        threads=torch.get_num_threads(), lnw=lw, lnb=lb, eps=eps,
     )  # fmt: skip
     if rc != 0:
         raise MemoryError("fixed-order kernel: out of memory for its activation buffer")
@@ -488,7 +380,7 @@ def ln_gemm(
     b: Packed,
     bias: torch.Tensor | None = None,
     out: torch.Tensor | None = None,
-    mutant: str | None = None,
+    source: Path | None = None,
 ) -> torch.Tensor:
     """``layer_norm(x, *ln) @ b + bias``: ``(M, K)`` rows, ``b`` packed ``(K, N)`` → ``(M, N)``.
 
@@ -496,23 +388,24 @@ def ln_gemm(
     normalised ``(M, K)`` matrix never goes to memory). Falls back to the two calls where the
     packing is stale (:func:`set_isa`).
     """
-    lib = library(mutant)
+    lib = library(source)
     if lib is None:
-        raise RuntimeError(unavailable(mutant) or "fixed-order kernel unavailable")
+        raise RuntimeError(unavailable(source) or "fixed-order kernel unavailable")
     m, k = x.shape
     n = b.shape[1]
     if b.shape[0] != k:
         raise ValueError(f"x is ({m}, {k}) and b is {b.shape}: inner dims differ")
     if b.level != _level(lib):
-        return gemm(layer_norm(x, *ln, mutant=mutant), b, bias, out=out, mutant=mutant)
+        return gemm(layer_norm(x, *ln, source=source), b, bias, out=out, source=source)
     _check("x", x)
     if x.stride(1) != 1 and k > 1:
         x = x.contiguous()
     out, bias = _rows_out_and_bias(m, n, out, bias)
     lw, lb, eps = _ln_args(ln, k)
-    rc = lib.fx_ln_gemm(
-        m, n, k, x.data_ptr(), x.stride(0), lw, lb, eps, b.data.data_ptr(),
-        bias.data_ptr() if bias is not None else None, out.data_ptr(), out.stride(0), 0, torch.get_num_threads(),
+    rc = lib.ln_gemm(
+        M=m, N=n, K=k, X=x.data_ptr(), ldx=x.stride(0), lnw=lw, lnb=lb, eps=eps, bp=b.data.data_ptr(),
+        bias=bias.data_ptr() if bias is not None else None, C=out.data_ptr(), ldc=out.stride(0), flags=0,
+        threads=torch.get_num_threads(),
     )  # fmt: skip
     if rc != 0:
         raise MemoryError("fixed-order kernel: out of memory for its layer norm buffer")
@@ -526,7 +419,7 @@ def attention(
     mask: torch.Tensor | None,
     scale: float,
     out: torch.Tensor | None = None,
-    mutant: str | None = None,
+    source: Path | None = None,
 ) -> torch.Tensor:
     """``softmax((q @ k^T) * scale + mask) @ v`` in fixed order, one window's head at a time in the kernel.
 
@@ -534,13 +427,13 @@ def attention(
     (shared by the heads) or None; ``out``: ``(n, heads, tq, d)`` (may be a view of a merged buffer).
     Any strides with a contiguous last dim. Each score is the defining chain over ``d``; then
     ``(s * scale) + mask`` rounded twice (torch's ``mul_``, ``add_``); the softmax is defined lane by
-    lane (``fixedgemm.c``: a fixed ``exp`` within 2 ulp, 16 lane sums in order and a fixed tree,
+    lane (``attention.c``: a fixed ``exp`` within 2 ulp, 16 lane sums in order and a fixed tree,
     a division); the weighted sum is the chain over all ``t`` keys. The scores stay in the thread's
     buffer. Within float rounding of ``scaled_dot_product_attention``.
     """
-    lib = library(mutant)
+    lib = library(source)
     if lib is None:
-        raise RuntimeError(unavailable(mutant) or "fixed-order kernel unavailable")
+        raise RuntimeError(unavailable(source) or "fixed-order kernel unavailable")
     for name, x in (("q", q), ("k", k), ("v", v)) + ((("mask", mask),) if mask is not None else ()):
         _check(name, x)
         if x.dim() != 4 or (x.stride(-1) != 1 and x.shape[-1] > 1):
@@ -557,14 +450,14 @@ def attention(
     if tuple(out.shape) != (n, heads, tq, d) or (out.stride(-1) != 1 and d > 1):
         raise ValueError(f"out must be {(n, heads, tq, d)} with a contiguous last dim, got {tuple(out.shape)}")
 
-    def strides(x: torch.Tensor) -> tuple[int, int, int, int]:
-        return x.data_ptr(), x.stride(0), x.stride(1), x.stride(2)
+    def rows4(name: str, x: torch.Tensor) -> dict[str, int]:
+        return {name: x.data_ptr(), f"s{name}0": x.stride(0), f"s{name}1": x.stride(1), f"ld{name}": x.stride(2)}
 
-    rc = lib.fx_attention(
-        n, heads, tq, t, d, *strides(q), *strides(k), *strides(v),
-        mask.data_ptr() if mask is not None else None,
-        mask.stride(0) if mask is not None else 0, mask.stride(2) if mask is not None else 0,
-        float(scale), *strides(out), torch.get_num_threads(),
+    rc = lib.attention(
+        windows=n, heads=heads, Tq=tq, T=t, D=d, **rows4("q", q), **rows4("k", k), **rows4("v", v),
+        mask=mask.data_ptr() if mask is not None else None,
+        sm0=mask.stride(0) if mask is not None else 0, ldm=mask.stride(2) if mask is not None else 0,
+        scale=float(scale), **rows4("o", out), threads=torch.get_num_threads(),
     )  # fmt: skip
     if rc != 0:
         raise MemoryError("fixed-order kernel: out of memory for its attention buffer")
@@ -572,59 +465,59 @@ def attention(
 
 
 def softmax_scalar(
-    scores: torch.Tensor, scale: float, mask: torch.Tensor | None = None, mutant: str | None = None
+    scores: torch.Tensor, scale: float, mask: torch.Tensor | None = None, source: Path | None = None
 ) -> torch.Tensor:
     """:func:`attention`'s softmax in scalar code (the definition): ``(M, N)`` raw scores → weights of
     ``(scores * scale) + mask`` (``mask``: ``(M, N)`` or None), row by row."""
-    lib = library(mutant)
+    lib = library(source)
     if lib is None:
-        raise RuntimeError(unavailable(mutant) or "fixed-order kernel unavailable")
+        raise RuntimeError(unavailable(source) or "fixed-order kernel unavailable")
     out = scores.contiguous().clone()
     mask = mask.contiguous() if mask is not None else None
-    lib.fx_softmax_scalar(
-        out.shape[0], out.shape[1], out.data_ptr(), out.stride(0), float(scale),
-        mask.data_ptr() if mask is not None else None, mask.stride(0) if mask is not None else 0,
+    lib.softmax_scalar(
+        M=out.shape[0], N=out.shape[1], s=out.data_ptr(), lds=out.stride(0), scale=float(scale),
+        mask=mask.data_ptr() if mask is not None else None, ldm=mask.stride(0) if mask is not None else 0,
     )  # fmt: skip
     return out
 
 
-def exp_nonpositive(x: torch.Tensor, mutant: str | None = None) -> torch.Tensor:
+def exp_nonpositive(x: torch.Tensor, source: Path | None = None) -> torch.Tensor:
     """The softmax's ``exp`` (for ``x <= 0``) on this CPU's path (:func:`set_isa` picks it): tests."""
-    lib = library(mutant)
+    lib = library(source)
     if lib is None:
-        raise RuntimeError(unavailable(mutant) or "fixed-order kernel unavailable")
+        raise RuntimeError(unavailable(source) or "fixed-order kernel unavailable")
     x = x.contiguous()
     out = torch.empty_like(x)
-    lib.fx_exp_vector(x.numel(), x.data_ptr(), out.data_ptr())
+    lib.exp_vector(n=x.numel(), x=x.data_ptr(), y=out.data_ptr())
     return out
 
 
-def tanh_(x: torch.Tensor, mutant: str | None = None) -> torch.Tensor:
-    """``x.tanh_()`` in fixed order (``fixedgemm.c``'s definition): the same bits on every CPU.
+def tanh_(x: torch.Tensor, source: Path | None = None) -> torch.Tensor:
+    """``x.tanh_()`` in fixed order (``activations.c``'s definition): the same bits on every CPU.
 
     torch's CPU tanh is MKL's VML, whose bits depend on the CPU's vendor and on MKL's code path
     for it (an Intel Xeon and an AMD EPYC give different actions from the same logits), so the
     acting forward's action head uses this one. ``x``: a contiguous float32 CPU tensor of any
     shape, changed in place and returned. Within 3 ulp of the exact tanh.
     """
-    lib = library(mutant)
+    lib = library(source)
     if lib is None:
-        raise RuntimeError(unavailable(mutant) or "fixed-order kernel unavailable")
+        raise RuntimeError(unavailable(source) or "fixed-order kernel unavailable")
     _check("x", x)
     if not x.is_contiguous():
         raise ValueError(f"x must be contiguous, got strides {x.stride()} for shape {tuple(x.shape)}")
-    lib.fx_tanh_vector(x.numel(), x.data_ptr(), x.data_ptr())
+    lib.tanh_vector(n=x.numel(), x=x.data_ptr(), y=x.data_ptr())
     return x
 
 
-def tanh_scalar(x: torch.Tensor, mutant: str | None = None) -> torch.Tensor:
+def tanh_scalar(x: torch.Tensor, source: Path | None = None) -> torch.Tensor:
     """:func:`tanh_`'s definition one element at a time (scalar C): a new tensor like ``x``."""
-    lib = library(mutant)
+    lib = library(source)
     if lib is None:
-        raise RuntimeError(unavailable(mutant) or "fixed-order kernel unavailable")
+        raise RuntimeError(unavailable(source) or "fixed-order kernel unavailable")
     x = x.contiguous()
     out = torch.empty_like(x)
-    lib.fx_tanh_scalar_vector(x.numel(), x.data_ptr(), out.data_ptr())
+    lib.tanh_scalar_vector(n=x.numel(), x=x.data_ptr(), y=out.data_ptr())
     return out
 
 
@@ -647,20 +540,20 @@ def layer_norm(
     bias: torch.Tensor,
     eps: float,
     out: torch.Tensor | None = None,
-    mutant: str | None = None,
+    source: Path | None = None,
 ) -> torch.Tensor:
     """Layer norm over the last dim in fixed order: ``(..., N) → (..., N)``, the same bits on every CPU.
 
-    Defined lane by lane (``fixedgemm.c``): 16 partial sums ``s[j % 16]`` over the features in order,
+    Defined lane by lane (``norms.c``): 16 partial sums ``s[j % 16]`` over the features in order,
     a fixed tree over the 16, ``mean = s / N``; the same for ``fma(d, d, q)`` with ``d = x - mean``;
     ``rstd = 1 / sqrt(var + eps)``; ``y = ((x - mean) * rstd) * weight + bias``. Within float
     rounding of ``torch.nn.functional.layer_norm`` (which sums by Welford's method in torch's
     own order, one that changes with torch's vector width). ``weight``/``bias``: ``(N,)``.
     ``out`` may be ``x`` (in place). Returns ``out`` (allocated like ``x`` when None).
     """
-    lib = library(mutant)
+    lib = library(source)
     if lib is None:
-        raise RuntimeError(unavailable(mutant) or "fixed-order kernel unavailable")
+        raise RuntimeError(unavailable(source) or "fixed-order kernel unavailable")
     n = int(x.shape[-1])
     for name, t in (("weight", weight), ("bias", bias)):
         _check(name, t)
@@ -675,25 +568,25 @@ def layer_norm(
     dst = _rows("out", out, n)
     if dst.data_ptr() != out.data_ptr():  # a copy: the rows written would not be out's
         raise ValueError("out must be viewable as (rows, N) with contiguous rows")
-    lib.fx_layernorm(
-        rows.shape[0], n, rows.data_ptr(), rows.stride(0), weight.data_ptr(), bias.data_ptr(), float(eps),
-        dst.data_ptr(), dst.stride(0), torch.get_num_threads(),
+    lib.layernorm(
+        M=rows.shape[0], N=n, X=rows.data_ptr(), ldx=rows.stride(0), w=weight.data_ptr(), b=bias.data_ptr(),
+        eps=float(eps), Y=dst.data_ptr(), ldy=dst.stride(0), threads=torch.get_num_threads(),
     )  # fmt: skip
     return out
 
 
 def layer_norm_scalar(
-    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float, mutant: str | None = None
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float, source: Path | None = None
 ) -> torch.Tensor:
     """:func:`layer_norm`'s definition in scalar code, row by row (``fx_layernorm_scalar``): ``(M, N) → (M, N)``."""
-    lib = library(mutant)
+    lib = library(source)
     if lib is None:
-        raise RuntimeError(unavailable(mutant) or "fixed-order kernel unavailable")
+        raise RuntimeError(unavailable(source) or "fixed-order kernel unavailable")
     x = x.contiguous()
     out = torch.empty(x.shape)
-    lib.fx_layernorm_scalar(
-        x.shape[0], x.shape[1], x.data_ptr(), x.stride(0), weight.contiguous().data_ptr(),
-        bias.contiguous().data_ptr(), float(eps), out.data_ptr(), out.stride(0),
+    lib.layernorm_scalar(
+        M=x.shape[0], N=x.shape[1], X=x.data_ptr(), ldx=x.stride(0), w=weight.contiguous().data_ptr(),
+        b=bias.contiguous().data_ptr(), eps=float(eps), Y=out.data_ptr(), ldy=out.stride(0),
     )  # fmt: skip
     return out
 
@@ -707,20 +600,21 @@ def gemm_scalar(
     a: torch.Tensor,
     b: torch.Tensor,
     bias: torch.Tensor | None = None,
-    mutant: str | None = None,
+    source: Path | None = None,
     relu: bool = False,
 ) -> torch.Tensor:
     """The definition, one ``fmaf`` at a time (``fx_gemm_scalar``): ``(M, K) @ (K, N) → (M, N)``,
-    then ``relu`` if asked. Mutants do not touch it: it is what the fast paths are checked against."""
-    lib = library(mutant)
+    then ``relu`` if asked. It is what the fast paths are checked against."""
+    lib = library(source)
     if lib is None:
-        raise RuntimeError(unavailable(mutant) or "fixed-order kernel unavailable")
+        raise RuntimeError(unavailable(source) or "fixed-order kernel unavailable")
     a, b = a.contiguous(), b.contiguous()
     out = torch.empty(a.shape[0], b.shape[1])
     bias = bias.contiguous() if bias is not None else None
-    lib.fx_gemm_scalar(
-        a.shape[0], b.shape[1], a.shape[1], a.data_ptr(), a.stride(0), b.data_ptr(), b.stride(0), 1,
-        bias.data_ptr() if bias is not None else None, out.data_ptr(), out.stride(0), _flags(False, relu),
+    lib.gemm_scalar(
+        M=a.shape[0], N=b.shape[1], K=a.shape[1], A=a.data_ptr(), lda=a.stride(0), B=b.data_ptr(),
+        rsb=b.stride(0), csb=1, bias=bias.data_ptr() if bias is not None else None, C=out.data_ptr(),
+        ldc=out.stride(0), flags=_flags(False, relu),
     )  # fmt: skip
     return out
 
@@ -752,7 +646,7 @@ def answer_digest(out: torch.Tensor) -> str:
     return hashlib.sha256(out.contiguous().numpy().astype("<f4").tobytes()).hexdigest()[:16]
 
 
-def self_check(mutant: str | None = None) -> tuple[bool, str]:
+def self_check(source: Path | None = None) -> tuple[bool, str]:
     """Whether this machine's kernel computes the definition: ``(ok, one line)``.
 
     Every path this CPU has (AVX-512, AVX2+FMA, scalar), 1 and 2 threads, odd shapes (M, N, K
@@ -760,60 +654,60 @@ def self_check(mutant: str | None = None) -> tuple[bool, str]:
     chain (the ReLU epilogue against ``torch.relu``, the fused MLP against its two chains, the layer
     norm and the layer norm fused into a product against the scalar layer norm, the fused attention
     against the chains around the scalar softmax, the tanh against the scalar tanh); and the known answer
-    (:data:`KNOWN_ANSWER`). A kernel that splits K or adds the bias first fails it. Takes milliseconds.
+    (:data:`KNOWN_ANSWER`). A kernel that sums K in another order or does not fuse fails it. Takes milliseconds.
     """
-    lib = library(mutant)
+    lib = library(source)
     if lib is None:
-        return False, unavailable(mutant) or "fixed-order kernel unavailable"
-    best = int(lib.fx_isa_in_use())
+        return False, unavailable(source) or "fixed-order kernel unavailable"
+    best = int(lib.isa_in_use())
     threads = torch.get_num_threads()
     try:
         for level in range(best, -1, -1):
-            set_isa(level, mutant)
+            set_isa(level, source)
             for t in (1, 2):
                 torch.set_num_threads(t)
                 for m, kk, n in ((1, 1, 1), (5, 19, 37), (13, 131, 70), (67, 130, 33)):
                     a, b, bias = probe_inputs(m, kk, n)
-                    want = gemm_scalar(a, b, bias, mutant=mutant)
-                    got = gemm(a, b, bias, mutant=mutant)
+                    want = gemm_scalar(a, b, bias, source=source)
+                    got = gemm(a, b, bias, source=source)
                     acc = torch.ones(m, n)
-                    gemm(a, b, bias, out=acc, accumulate=True, mutant=mutant)
-                    relu = gemm(a, b, bias, relu=True, mutant=mutant)
+                    gemm(a, b, bias, out=acc, accumulate=True, source=source)
+                    relu = gemm(a, b, bias, relu=True, source=source)
                     fused = torch.ones(m, kk)  # the MLP kernel: a (m, kk) stream through n hidden units
-                    mlp(a, Packed(b, mutant), bias, Packed(b.t().contiguous(), mutant), a[0], fused, mutant=mutant)
-                    unfused = torch.ones(m, kk) + gemm_scalar(torch.relu(want), b.t(), a[0], mutant=mutant)
+                    mlp(a, Packed(b, source), bias, Packed(b.t().contiguous(), source), a[0], fused, source=source)
+                    unfused = torch.ones(m, kk) + gemm_scalar(torch.relu(want), b.t(), a[0], source=source)
                     ln = (b[:, 0].contiguous(), a[0].contiguous(), 1e-5)  # a layer norm of a's kk features
-                    normed = layer_norm_scalar(a, *ln, mutant=mutant)
+                    normed = layer_norm_scalar(a, *ln, source=source)
                     keys = b.t().contiguous()  # attention: m queries of a against n keys (and values) of b
                     hidden = torch.arange(m)[:, None] + torch.arange(n) % 3 == 1
                     mask = torch.zeros(m, n).masked_fill_(hidden, float("-inf"))
                     mask[:, 0] = 0.0
-                    weights = softmax_scalar(gemm_scalar(a, b, mutant=mutant), 0.125, mask, mutant=mutant)
+                    weights = softmax_scalar(gemm_scalar(a, b, source=source), 0.125, mask, source=source)
                     kv = keys[None, None]
-                    attended = attention(a[None, None], kv, kv, mask[None, None], 0.125, mutant=mutant)
+                    attended = attention(a[None, None], kv, kv, mask[None, None], 0.125, source=source)
                     if not (
                         torch.equal(got, want)
                         and torch.equal(acc, torch.ones(m, n) + want)
                         and torch.equal(relu, torch.relu(want))
                         and torch.equal(fused, unfused)
-                        and torch.equal(layer_norm(a, *ln, mutant=mutant), normed)
-                        and torch.equal(ln_gemm(a, ln, Packed(b, mutant), bias, mutant=mutant), gemm(normed, b, bias))
-                        and torch.equal(attended[0, 0], gemm_scalar(weights, keys, mutant=mutant))
-                        and torch.equal(tanh_(want.clone(), mutant=mutant), tanh_scalar(want, mutant=mutant))
+                        and torch.equal(layer_norm(a, *ln, source=source), normed)
+                        and torch.equal(ln_gemm(a, ln, Packed(b, source), bias, source=source), gemm(normed, b, bias))
+                        and torch.equal(attended[0, 0], gemm_scalar(weights, keys, source=source))
+                        and torch.equal(tanh_(want.clone(), source=source), tanh_scalar(want, source=source))
                     ):
                         return False, (
                             f"fixed-order kernel ({ISAS[level]}, {t} threads) differs from the fmaf chain or the "
                             f"scalar layer norm, softmax or tanh at M={m} K={kk} N={n}: "
                             "it does not compute the definition"
                         )
-        set_isa(None, mutant)
+        set_isa(None, source)
         (m, kk, n), digest = KNOWN_ANSWER
         a, b, bias = probe_inputs(m, kk, n)
-        got_digest = answer_digest(gemm(a, b, bias, mutant=mutant))
+        got_digest = answer_digest(gemm(a, b, bias, source=source))
         if got_digest != digest:
             return False, f"fixed-order kernel gives known answer {got_digest}, not {digest}"
     finally:
-        set_isa(None, mutant)
+        set_isa(None, source)
         torch.set_num_threads(threads)
     what = "the fmaf chain, the scalar layer norm, softmax and tanh, and the known answer"
     return True, f"fixed-order kernel ({ISAS[best]}) equals {what}"
