@@ -164,7 +164,7 @@ def test_paper_protocol_in_one_command_at_tiny_scale(tmp_path):
 
 @pytest.mark.slow
 def test_paper_from_hdf5_benchmark_compares_both_paths(tmp_path):
-    """``benchmarks/paper_from_hdf5.py`` at tiny scale: export, both paths through the real commands,
+    """``benchmarks/checks/paper_from_hdf5.py`` at tiny scale: export, both paths through the real commands,
     and a comparison that finds them equal (its exit code is 1 when anything differs)."""
     import json
     import subprocess
@@ -176,7 +176,8 @@ def test_paper_from_hdf5_benchmark_compares_both_paths(tmp_path):
     out = tmp_path / "check"
     args = [str(parquet), "--steps", "2", "--episodes", "1", "--seed", "3", "--out", str(out)]
     run = subprocess.run(
-        [sys.executable, str(root / "benchmarks" / "paper_from_hdf5.py"), *args],
+        [sys.executable, "-m", "benchmarks.checks.paper_from_hdf5", *args],
+        cwd=root,
         capture_output=True,
         text=True,
         timeout=600,

@@ -75,24 +75,20 @@ def test_the_command_line_reference_is_generated_from_the_parsers():
 def test_generated_tables_hold_the_result_files_numbers(script, page):
     """Each page's generated blocks equal what its script builds from results/ now (the script fails on
     a page without its blocks)."""
-    spec = importlib.util.spec_from_file_location(script, ROOT / "benchmarks" / f"{script}.py")
-    tables = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tables)
+    tables = importlib.import_module(f"benchmarks.tools.{script}")
     text = (DOCS / page).read_text()
-    assert text == tables.render(text), f"python benchmarks/{script}.py"
+    assert text == tables.render(text), f"python -m benchmarks.tools.{script}"
     with pytest.raises(ValueError, match="table block"):
         tables.render("a page without its tables")
 
 
 def test_model_cards_are_current():
-    spec = importlib.util.spec_from_file_location("model_cards", ROOT / "benchmarks" / "model_cards.py")
-    cards = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cards)
+    cards = importlib.import_module("benchmarks.tools.model_cards")
     folders = sorted(p for p in cards.EMBEDDED.iterdir() if (p / "config.json").is_file())
     assert len(folders) >= 3
     for folder in folders:
         assert (folder / "README.md").read_text() == cards.card(folder), (
-            f"python benchmarks/model_cards.py ({folder.name})"
+            f"python -m benchmarks.tools.model_cards ({folder.name})"
         )
 
 

@@ -1,4 +1,4 @@
-"""The fixed-order GEMM (harness/core/fixedgemm.py): the definition, bit for bit, on every path.
+"""The fixed-order GEMM (harness/kernels/fixedgemm.py): the definition, bit for bit, on every path.
 
 The definition: ``acc = 0; acc = fma(a[i, k], b[k, j], acc) for k in order; c = acc + bias[j]``
 (``c = old + (acc + bias[j])`` when accumulating). The oracle here is exact rational arithmetic

@@ -1,8 +1,7 @@
-"""The paper table (benchmarks/paper_table.py) on a tiny sweep: our cells beside the paper's and
+"""The paper table (benchmarks/tools/paper_table.py) on a tiny sweep: our cells beside the paper's and
 CORL's numbers for the checkpoint's dataset name."""
 
 import importlib.util
-from pathlib import Path
 
 import pytest
 
@@ -11,15 +10,10 @@ from harness.io.data import DatasetSummary
 
 from .conftest import make_checkpoint
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "paper_table.py"
-
 
 @pytest.fixture(scope="module")
 def paper_table():
-    spec = importlib.util.spec_from_file_location("paper_table", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module("benchmarks.tools.paper_table")
 
 
 def test_table_sets_our_cells_beside_the_papers(tmp_path, paper_table):

@@ -232,7 +232,7 @@ def _scaled_head(env: str, factor: float):
 @needs_embedded
 def test_gate_fails_at_a_0_97_action_head(all_cores):
     """The mutation: the embedded action heads scaled by 0.97. Only halfcheetah's scores move at
-    that scale (hopper and walker2d hold theirs: benchmarks/regression_power.py measured every
+    that scale (hopper and walker2d hold theirs: benchmarks/checks/regression_power.py measured every
     env), so the test runs the gate's halfcheetah cells with the other two untouched. Exact mode
     fails on the changed episodes; the statistical mode (what another machine runs) fails on the
     drop. That is deterministic on the reference's platform; elsewhere it is one draw of a test

@@ -1,7 +1,7 @@
 """The paper's Table 2 beside ours, from sweep folders: our mean normalised score with its 95% CI,
 the paper's DT (Chen et al. 2021, Table 2) and CORL's DT for the checkpoint's dataset name.
 
-Used by ``harness paper`` (the whole protocol) and ``benchmarks/paper_table.py`` (existing sweeps).
+Used by ``harness paper`` (the whole protocol) and ``benchmarks/tools/paper_table.py`` (existing sweeps).
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ embedded checkpoints, checked against ``results/reference/regression.json`` in o
   significant drop larger than :data:`MIN_DROP` points; and on a significant drop of the
   return-conditioning rho or slope over the gate's targets (:func:`check_calibration`: a
   checkpoint that stops following its target fails even where its mean holds). Its power and
-  false-alarm rate are measured in ``benchmarks/regression_power.py`` (README, "Regression gate").
+  false-alarm rate are measured in ``benchmarks/checks/regression_power.py`` (README, "Regression gate").
 
 A changed checkpoint (its fingerprint differs from the reference's) fails in both modes: rewrite
 the reference with ``--write --reason``. A checkpoint's reference rows may change between two

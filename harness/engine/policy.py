@@ -15,7 +15,7 @@ PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
 """``--precision`` choices and their torch dtypes."""
 DEFAULT_BLOCK_CPU = {"fp32": 16, "bf16": 64}
 """Windows per fast-path kernel call on CPU, per precision (bf16's matrix units want larger M;
-measured against one unblocked pass by ``benchmarks/invariance_cost.py``: README, Speed). Under
+measured against one unblocked pass by ``benchmarks/speed/invariance_cost.py``: README, Speed). Under
 the fixed-order products (fp32, pinned) the 16 is a chunk, not a padded block; chunks of 32 and
 64 measured within ±5% of 16 on the Intel Xeon, either way from run to run."""
 DEFAULT_BLOCK_CUDA = 256

@@ -126,7 +126,7 @@ def run_episodes(
             Callbacks are serialised. None (default): :func:`auto_pipelines` (one per torch thread
             where the forward is batch invariant by construction, else 1). The episodes are the
             same as with one pipeline wherever the forward is batch invariant (tested); see
-            ``benchmarks/overlap.py``.
+            ``benchmarks/speed/overlap.py``.
         shift: a :class:`harness.world.shift.Shift` of every episode (dynamics on the slots'
             simulator, observation and action noise from each episode's own generators).
         on_step: optional callback with each env step's rewards ``(n,)`` float64 (one pipeline

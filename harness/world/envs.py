@@ -154,7 +154,7 @@ def quiet_construction() -> Iterator[None]:
     Two threads building envs at once (``run_episodes(pipelines=2)``) swapped it under each other:
     one restored the handler while the other's model compiler was calling the silencing callback,
     and MuJoCo aborted the process (``libc++abi: terminating`` in ``mju_warning``, 2 runs in 8 of
-    ``benchmarks/overlap.py``).
+    ``benchmarks/speed/overlap.py``).
     """
     import mujoco
 

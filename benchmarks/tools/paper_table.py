@@ -1,4 +1,4 @@
-"""The paper's Table 2 rows beside ours: ``python benchmarks/paper_table.py SWEEP...``.
+"""The paper's Table 2 rows beside ours: ``python -m benchmarks.tools.paper_table SWEEP...``.
 
 Each SWEEP is a folder written by ``python -m harness.sweep`` at the paper's targets (hopper 3600
 and 1800, walker2d 5000 and 2500, halfcheetah 12000 and 6000), many episodes each. For every
@@ -9,7 +9,7 @@ difference from the paper. Writes ``results/paper/table.csv`` and ``table.md``.
 
     python -m harness.sweep --envs halfcheetah --checkpoint halfcheetah=halfcheetah-medium-replay \\
         --targets 12000 6000 --episodes 50 --seed 100 --out results/paper/halfcheetah-medium-replay
-    python benchmarks/paper_table.py results/paper/halfcheetah-medium-replay
+    python -m benchmarks.tools.paper_table results/paper/halfcheetah-medium-replay
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 
 from harness.analysis.paper import markdown, table
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "results" / "paper"
 
 

@@ -7,7 +7,7 @@ normalised and above. The bar of the main command's defaults: Spearman >= 0.95,
 best >= 85, stuck <= 5%. The numbers are the library's (:mod:`harness.analysis.calibration`, the
 sweep's ``calibration.csv``); this script adds the bar.
 
-    python benchmarks/quality.py results/reference      # prints and writes quality.csv there
+    python -m benchmarks.checks.quality results/reference      # prints and writes quality.csv there
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """GPU check: fp32 actions on CUDA against the CPU stock forward, then env-steps/s on a grid.
 
-Run through ``benchmarks/gpu_check.sh`` on a machine with an NVIDIA GPU (under 5 minutes):
+Run through ``benchmarks/speed/gpu_check.sh`` on a machine with an NVIDIA GPU (under 5 minutes):
 
 1. exactness and determinism: the fast action head on CUDA (fp32, TF32 off) against the stock ``transformers``
    forward on CPU, on random padded windows of a Hub-size model; and the same episodes run on
@@ -26,8 +26,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from throughput import hub_size_checkpoint  # noqa: E402
+from benchmarks.speed.throughput import hub_size_checkpoint
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,7 +8,7 @@ actions still vary there (std per dimension, averaged). Writes
 ``results/diagnostics/stuck_halfcheetah-<weights fingerprint>.json``, so the diagnosis of a
 replaced checkpoint stays beside the new one's.
 
-    python benchmarks/stuck_episodes.py [--checkpoint halfcheetah] [--target 10000] [--episodes 30]
+    python -m benchmarks.checks.stuck_episodes [--checkpoint halfcheetah] [--target 10000] [--episodes 30]
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from harness.engine.rollout import EpisodeSpec, run_episodes
 from harness.io.checkpoints import load_checkpoint
 from harness.world.envs import quiet_construction
 
-OUT = Path(__file__).resolve().parents[1] / "results" / "diagnostics"
+OUT = Path(__file__).resolve().parents[2] / "results" / "diagnostics"
 
 
 def main() -> int:
@@ -68,7 +68,8 @@ def main() -> int:
             }
         )
     report = {
-        "command": f"python benchmarks/stuck_episodes.py --checkpoint {args.checkpoint} --target {args.target:.0f} "
+        "command": "python -m benchmarks.checks.stuck_episodes "
+        f"--checkpoint {args.checkpoint} --target {args.target:.0f} "
         f"--episodes {args.episodes}",
         "checkpoint_fingerprint": ckpt.fingerprint(),
         "returns": sorted(round(r.ret, 1) for r in results),

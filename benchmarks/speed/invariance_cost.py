@@ -6,7 +6,7 @@ before blocks) against ``block=16`` (the default: batch invariant) and other blo
 interleaved in one run, median of ``--repeats`` rounds. Prints and writes
 ``results/benchmarks/invariance_cost.csv`` / ``.json`` (machine and versions).
 
-    python benchmarks/invariance_cost.py
+    python -m benchmarks.speed.invariance_cost
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from harness.engine.context import Window
 from harness.engine.fast import FastActionHead
 from harness.io.checkpoints import load_checkpoint
 
-OUT = Path(__file__).resolve().parents[1] / "results" / "benchmarks"
+OUT = Path(__file__).resolve().parents[2] / "results" / "benchmarks"
 
 
 def random_windows(state_dim: int, act_dim: int, n: int, k: int = 20, seed: int = 0) -> Window:
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     stem = args.out / f"invariance_cost_{args.precision}"
     df.to_csv(stem.with_suffix(".csv"), index=False)
-    meta = {"command": "python benchmarks/invariance_cost.py " + " ".join(argv or []), "machine": machine()}
+    meta = {"command": "python -m benchmarks.speed.invariance_cost " + " ".join(argv or []), "machine": machine()}
     meta |= {"versions": versions(), "threads": args.threads, "checkpoint": "embedded hopper (K 20, h 128, 3 layers)"}
     stem.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
     return 0

@@ -9,7 +9,7 @@ every method does the same work per episode:
 1. ``reference``: the tutorial loop (``harness/engine/reference.py``), one episode at a time;
 2. ``lockstep``: today's batched peers (online-dt, torchrl): N episodes reset together, the full
    padded window through the stock ``transformers`` forward every step, finished episodes idle
-   until the whole wave is done (``benchmarks/lockstep.py``);
+   until the whole wave is done (``benchmarks/speed/lockstep.py``);
 3. ``harness-stock``: the harness's rollout with the stock forward (isolates the fast path);
 4. ``harness``: the harness as shipped (exact fast path, fp32: the fixed-order kernel under the
    default pinned numerics; on 2+ torch threads the rollout runs one pipeline per thread,
@@ -31,14 +31,14 @@ says how close a method gets to doing only matrix multiplies at full speed. Also
 RSS against episode length (reference loop vs harness, one episode) and wall time against the
 number of episodes.
 
-    python benchmarks/throughput.py                 # full (about 15 minutes here)
-    python benchmarks/throughput.py --quick  # harness, harness-loop, harness-native: 32 slots, 3 rounds (3 min)
+    python -m benchmarks.speed.throughput                 # full (about 15 minutes here)
+    python -m benchmarks.speed.throughput --quick  # harness, harness-loop, harness-native: 32 slots, 3 rounds (3 min)
 
 ``--quick`` interleaves the two methods over ``--rounds`` rounds and reports the median of each.
 
 Writes ``results/benchmarks/throughput{,_memory,_scaling}.csv``, ``throughput.json`` (machine,
 versions, floors) and ``throughput.png``/``.svg``; ``--quick`` writes ``throughput_quick.*``.
-The CI gate is ``benchmarks/speed_gate.py`` (CPU-time ratios over interleaved rounds, against the
+The CI gate is ``benchmarks/speed/gate.py`` (CPU-time ratios over interleaved rounds, against the
 tutorial loop and against the stock forward, with mutations that make it fail).
 """
 
@@ -61,7 +61,7 @@ import torch
 
 ENV_ID = "HalfCheetah-v4"
 TARGET = 6000.0
-HERE = Path(__file__).resolve().parent
+ROOT = Path(__file__).resolve().parents[2]
 METHODS = ["lockstep", "harness-stock", "harness", "harness-loop", "harness-native", "harness-bf16"]
 NATIVE_ENV = {"HARNESS_NUMERICS": "native"}
 """The environment of a ``harness-native`` worker (the variables pinned numerics set are dropped)."""
@@ -138,13 +138,11 @@ def measure(job: dict) -> dict:
     """Run one job in this process; returns env-steps, seconds and peak RSS."""
     from transformers.utils import logging as hf_logging
 
+    from benchmarks.speed.lockstep import run_lockstep
     from harness.engine.policy import DTPolicy
     from harness.engine.reference import run_reference_episode
     from harness.engine.rollout import EpisodeSpec, run_episodes
     from harness.io.checkpoints import load_checkpoint
-
-    sys.path.insert(0, str(HERE))
-    from lockstep import run_lockstep
 
     hf_logging.set_verbosity_error()
     if job.get("threads"):
@@ -185,7 +183,12 @@ def run_job(job: dict) -> dict:
     if job["method"] == "harness-loop":
         env["HARNESS_STEPPER"] = "loop"
     out = subprocess.run(
-        [sys.executable, __file__, "--worker", json.dumps(job)], capture_output=True, text=True, check=False, env=env
+        [sys.executable, "-m", "benchmarks.speed.throughput", "--worker", json.dumps(job)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+        cwd=ROOT,
     )
     if out.returncode != 0:
         raise RuntimeError(f"worker failed for {job}:\n{out.stderr[-2000:]}")
@@ -295,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     from harness.core.provenance import machine as _machine
 
     meta = {
-        "command": " ".join(["python benchmarks/throughput.py", *(sys.argv[1:] if argv is None else argv)]),
+        "command": " ".join(["python -m benchmarks.speed.throughput", *(sys.argv[1:] if argv is None else argv)]),
         "env_id": ENV_ID,
         "target": TARGET,
         "model": {"hidden_size": cfg.hidden_size, "n_layer": cfg.n_layer, "n_head": cfg.n_head, "context_length": 20},

@@ -14,7 +14,7 @@ With ``--power-episodes N`` (e.g. 64) it also runs the baseline and both mutants
 seeds (the same seeds drawn for both sides, as two sweeps with equal seeds are paired): the
 power at each size, and the effect on all N episodes.
 
-    python benchmarks/compare_power.py [--power-episodes 64]   # writes results/benchmarks/compare_power/
+    python -m benchmarks.checks.compare_power [--power-episodes 64]   # writes results/benchmarks/compare_power/
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from harness.core.provenance import machine, versions
 from harness.engine.policy import DTPolicy
 from harness.io.checkpoints import EMBEDDED_DIR
 
-OUT = Path(__file__).resolve().parents[1] / "results" / "benchmarks" / "compare_power"
+OUT = Path(__file__).resolve().parents[2] / "results" / "benchmarks" / "compare_power"
 HEAD = "predict_action.0"
 TARGETS = ["2500", "4500"]
 
@@ -132,7 +132,7 @@ def main() -> int:
         for name in names[1:]
     }
     report: dict = {
-        "command": "python benchmarks/compare_power.py"
+        "command": "python -m benchmarks.checks.compare_power"
         + (f" --power-episodes {args.power_episodes}" if args.power_episodes else ""),
         "episodes": args.episodes,
         "exit_codes": codes,

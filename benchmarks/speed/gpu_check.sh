@@ -11,12 +11,12 @@ cd "$(dirname "$0")/.."
 # (harness/core/numerics.py) are a CPU guarantee: CUDA results are not bit-equal to the CPU's.
 export CUBLAS_WORKSPACE_CONFIG="${CUBLAS_WORKSPACE_CONFIG:-:4096:8}"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true
-timeout 290 python benchmarks/gpu_check.py "$@"
+timeout 290 python -m benchmarks.speed.gpu_check "$@"
 # The batched MuJoCo stepper alone (CPU side of a GPU machine): threads 1..16, slots up to 4096;
 # each run writes results/benchmarks/simulator_<slots>_<threads>.csv.
 for slots in 256 1024 4096; do
   for threads in 1 4 16; do
-    timeout 120 python benchmarks/simulator.py --slots "$slots" --threads "$threads" --steps 50 --rounds 1 \
+    timeout 120 python -m benchmarks.speed.simulator --slots "$slots" --threads "$threads" --steps 50 --rounds 1 \
       --out "results/benchmarks/gpu_machine/simulator_${slots}_${threads}" || true
   done
 done

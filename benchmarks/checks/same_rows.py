@@ -7,8 +7,8 @@ mode may resume and use workers where its self-check fails). Counts the episodes
 length differ, bit for bit, from the ``--num-envs 4`` run, and records each run's
 ``batch_invariant``. Writes ``results/benchmarks/same_rows.json`` (machine and versions).
 
-    python benchmarks/same_rows.py                       # native and pinned
-    python benchmarks/same_rows.py --modes pinned local
+    python -m benchmarks.checks.same_rows                       # native and pinned
+    python -m benchmarks.checks.same_rows --modes pinned local
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import pandas as pd
 
 from harness.core.provenance import machine, machine_line, versions
 
-OUT = Path(__file__).resolve().parents[1] / "results" / "benchmarks" / "same_rows.json"
+OUT = Path(__file__).resolve().parents[2] / "results" / "benchmarks" / "same_rows.json"
 BASE = ["--envs", "hopper", "--targets", "1000", "2500", "--episodes", "12", "--seed", "3", "--no-progress"]
 
 
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--modes", nargs="+", default=["native", "pinned"])
     args = p.parse_args(argv)
     report = {
-        "command": "python benchmarks/same_rows.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": "python -m benchmarks.checks.same_rows " + " ".join(argv if argv is not None else sys.argv[1:]),
         "machine": machine(),
         "versions": versions(),
     }

@@ -5,7 +5,7 @@ fresh process per setting: sequential (``--jobs 1``), and ``--jobs 2`` on loky, 
 cluster) and Ray. Every run's rows must equal the sequential run's. Overhead of a backend is its
 wall time minus the best wall time of any backend, per row.
 
-    python benchmarks/scaleout.py       # writes results/benchmarks/scaleout.csv
+    python -m benchmarks.speed.scaleout       # writes results/benchmarks/scaleout.csv
 
 On two cores, two jobs compete with each other (each gets one torch thread), so a speed-up
 only comes from overlapping the simulator with the model and from worker start-up costs.

@@ -12,7 +12,7 @@ configurations interleaved over ``--rounds`` rounds; wall time (overlap is about
 Every configuration must return the same episodes bit for bit (checked). Writes
 ``results/benchmarks/overlap.json`` (machine, versions).
 
-    python benchmarks/overlap.py [--env halfcheetah] [--episodes 64] [--slots 64] [--rounds 3]
+    python -m benchmarks.speed.overlap [--env halfcheetah] [--episodes 64] [--slots 64] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from harness.engine.rollout import EpisodeSpec, run_episodes
 from harness.io.checkpoints import load_checkpoint
 from harness.world.envs import resolve_env
 
-OUT = Path(__file__).resolve().parents[1] / "results" / "benchmarks" / "overlap.json"
+OUT = Path(__file__).resolve().parents[2] / "results" / "benchmarks" / "overlap.json"
 
 
 def main() -> int:
@@ -65,7 +65,7 @@ def main() -> int:
     same = all(r == first for r in returns.values())
     base = statistics.median(times["1 pipeline, 1 thread"])
     report = {
-        "command": "python benchmarks/overlap.py "
+        "command": "python -m benchmarks.speed.overlap "
         + f"--env {args.env} --episodes {args.episodes} --slots {args.slots} --rounds {args.rounds}",
         "env_steps_per_run": steps,
         "median_s": {k: statistics.median(v) for k, v in times.items()},

@@ -7,7 +7,7 @@ torso's forward velocity and height (the reward is mostly forward velocity, plus
 for hopper and walker2d) in: our ``<env>-medium-replay`` and ``<env>-medium`` where embedded
 (the checkpoints' statistics), D4RL's ``medium-replay`` and D4RL's ``medium``.
 
-    python benchmarks/data_vs_d4rl.py          # prints a Markdown table
+    python -m benchmarks.checks.data_vs_d4rl          # prints a Markdown table
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ time of the call that enters each): the forward pass (``FastActionHead.__call__`
 bookkeeping). Also MuJoCo's ``mj_step`` alone inside the simulator. Writes
 ``results/benchmarks/profile_rollout.json``.
 
-    python benchmarks/profile_rollout.py [--env hopper] [--episodes 48] [--threads 2]
+    python -m benchmarks.speed.profile_rollout [--env hopper] [--episodes 48] [--threads 2]
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from harness.engine.rollout import EpisodeSpec, run_episodes
 from harness.io.checkpoints import load_checkpoint
 from harness.world.envs import resolve_env
 
-OUT = Path(__file__).resolve().parents[1] / "results" / "benchmarks" / "profile_rollout.json"
+OUT = Path(__file__).resolve().parents[2] / "results" / "benchmarks" / "profile_rollout.json"
 
 
 def cumulative(stats: pstats.Stats, file_part: str, name: str) -> float:
@@ -69,7 +69,7 @@ def main() -> int:
     groups["rest of the loop"] = total - sum(v for k, v in groups.items() if not k.startswith("  "))
     steps = sum(r.length for r in results)
     report = {
-        "command": f"python benchmarks/profile_rollout.py --env {args.env} --episodes {args.episodes} "
+        "command": f"python -m benchmarks.speed.profile_rollout --env {args.env} --episodes {args.episodes} "
         f"--threads {args.threads}",
         "env_steps": steps,
         "profiled_s": total,

@@ -21,7 +21,7 @@ the embedded Hopper checkpoint, 3 targets x 4 episodes each), in interleaved rou
 
 The rows of all three must be equal (checked; the run fails otherwise).
 
-    python benchmarks/simulator.py [--env-id Hopper-v4] [--slots 64] [--threads 2] [--shift-rounds 3]
+    python -m benchmarks.speed.simulator [--env-id Hopper-v4] [--slots 64] [--threads 2] [--shift-rounds 3]
 
 Writes ``results/benchmarks/simulator.csv``, ``simulator_shift.csv`` and ``simulator.json``
 (machine, versions).
@@ -43,7 +43,7 @@ from harness.core.provenance import machine, machine_line, versions
 from harness.world.mjbatch import MujocoBatch
 from harness.world.vector import SlotVectorEnv
 
-OUT = Path(__file__).resolve().parents[1] / "results" / "benchmarks"
+OUT = Path(__file__).resolve().parents[2] / "results" / "benchmarks"
 
 
 def drive(envs, steps: int, act_dim: int, rng: np.random.Generator) -> int:  # noqa: ANN001
@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         print(sdf.round(3).to_string())
         sdf.to_csv(args.out / "simulator_shift.csv")
     meta = {
-        "command": "python benchmarks/simulator.py " + " ".join(argv or []),
+        "command": "python -m benchmarks.speed.simulator " + " ".join(argv or []),
         "env_id": args.env_id,
         "slots": args.slots,
         "rounds": args.rounds,

@@ -1,6 +1,6 @@
 """Print the Markdown table of the embedded checkpoints (data summary, training) for README.md.
 
-python benchmarks/embedded_table.py
+python -m benchmarks.tools.embedded_table
 """
 
 from __future__ import annotations

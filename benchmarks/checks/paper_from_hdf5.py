@@ -7,7 +7,7 @@ For each parquet dataset (the tutorial's schema, named ``<env>-<kind>.parquet`` 
    what ``harness collect --out x.hdf5`` writes);
 2. today's path, through the real commands: ``harness train --data X.parquet`` then ``harness
    sweep --checkpoint ENV=... --targets HIGH LOW`` at the paper's targets, then the table as
-   ``benchmarks/paper_table.py`` makes it;
+   ``benchmarks/tools/paper_table.py`` makes it;
 3. the new path: one ``harness paper OUT/d4rl`` with the same hyperparameters;
 4. compares, bit for bit: every weight of the two checkpoints, every episode row (return, length,
    termination) of the two sweeps, and the two tables' numbers.
@@ -15,7 +15,7 @@ For each parquet dataset (the tutorial's schema, named ``<env>-<kind>.parquet`` 
 Writes ``OUT/comparison.json`` (machine, versions, commands, what differed) and prints it; exit 1
 if anything differs. Run on our own D4RL-recipe data:
 
-    python benchmarks/paper_from_hdf5.py runs/d4rl/hopper-medium.parquet --steps 10000 --bf16 \\
+    python -m benchmarks.checks.paper_from_hdf5 runs/d4rl/hopper-medium.parquet --steps 10000 --bf16 \\
         --episodes 50 --seed 100 --out runs/paper-from-hdf5
 
 The training is the cost (see the manual's "Reproducing the paper" page); ``--steps``, ``--threads``

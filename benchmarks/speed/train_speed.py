@@ -3,7 +3,7 @@
 Trains the same seed for ``--steps`` steps twice with ``harness.commands.train`` (fp32, then bf16 autocast)
 on one dataset, and times ``WindowCollator.sample(64)`` alone. Ratios are measured in one run.
 
-    python benchmarks/train_speed.py --data data/hopper-handover.parquet --env hopper --steps 300
+    python -m benchmarks.speed.train_speed --data data/hopper-handover.parquet --env hopper --steps 300
 
 Writes ``results/benchmarks/train_speed.csv`` (per-step losses of both runs) and
 ``train_speed.json`` (times, ratios, machine, versions).
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     losses = pd.concat(logs).pivot(index="step", columns="precision", values="loss").reset_index()
     rel = (losses["bf16"] - losses["fp32"]).abs() / losses["fp32"]
     result = {
-        "command": " ".join(["python benchmarks/train_speed.py", *(sys.argv[1:] if argv is None else argv)]),
+        "command": " ".join(["python -m benchmarks.speed.train_speed", *(sys.argv[1:] if argv is None else argv)]),
         "collate_ms_per_batch": collate_ms,
         "fp32_ms_per_step": runs["fp32"],
         "bf16_ms_per_step": runs["bf16"],

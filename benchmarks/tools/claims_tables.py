@@ -5,7 +5,7 @@ Rewrites the blocks between the ``begin ... table`` / ``end ... table`` markers 
 ``aggregate`` from ``results/claims/aggregate/aggregate.csv`` and ``improvement.csv``
 (``harness aggregate``). ``tests/test_docs.py`` checks that the page is current.
 
-    python benchmarks/claims_tables.py
+    python -m benchmarks.tools.claims_tables
 """
 
 from __future__ import annotations
@@ -15,10 +15,9 @@ from pathlib import Path
 
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from doc_tables import fill, write  # noqa: E402
+from benchmarks.tools.doc_tables import fill, write
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PAGE = ROOT / "docs" / "claims.md"
 
 

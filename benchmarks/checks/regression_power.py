@@ -15,7 +15,7 @@ size: the same seeds on both sides, as the gate pairs them), its false-alarm rat
 against the ulp-nudged runs: the same policy on another CPU) and its power (untouched against
 0.97). Writes ``results/benchmarks/regression_power/`` (episodes.csv, report.json).
 
-    python benchmarks/regression_power.py --episodes 48 --rounding 2
+    python -m benchmarks.checks.regression_power --episodes 48 --rounding 2
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from harness.commands import regression
 from harness.core.provenance import machine, versions
 from harness.io.checkpoints import Checkpoint, load_checkpoint
 
-OUT = Path(__file__).resolve().parents[1] / "results" / "benchmarks" / "regression_power"
+OUT = Path(__file__).resolve().parents[2] / "results" / "benchmarks" / "regression_power"
 HEAD = "predict_action.0"
 
 
@@ -144,7 +144,8 @@ def main() -> int:
     rounding = [name for name in runs if name.startswith("rounding-")]
     means = episodes.groupby(["run", "env", "target"])["normalized_score"].mean().round(2)
     report = {
-        "command": f"python benchmarks/regression_power.py --episodes {args.episodes} --rounding {args.rounding} "
+        "command": "python -m benchmarks.checks.regression_power "
+        f"--episodes {args.episodes} --rounding {args.rounding} "
         f"--resamples {args.resamples} --gate-episodes {' '.join(map(str, args.gate_episodes))}"
         + (" --reuse" if args.reuse else ""),
         "gate_episodes": n,

@@ -23,8 +23,8 @@ replay of its episodes must be within ``ACTION_ATOL`` of the stock forward on th
 
 Mutations (show that the gate fails when what it guards is gone; exit 1 expected)::
 
-    python benchmarks/speed_gate.py --mutate no-fast        # shipped runs the stock forward
-    python benchmarks/speed_gate.py --mutate double-forward # shipped does its forward twice
+    python -m benchmarks.speed.gate --mutate no-fast        # shipped runs the stock forward
+    python -m benchmarks.speed.gate --mutate double-forward # shipped does its forward twice
 
 Writes ``--out/speed_gate.csv`` (one row per method and round) and ``speed_gate.json`` (ratios,
 their spread over rounds, machine and versions).
@@ -43,14 +43,12 @@ import numpy as np
 import pandas as pd
 import torch
 
+from benchmarks.speed.throughput import ENV_ID, TARGET, hub_size_checkpoint
 from harness.core.provenance import machine, machine_line, versions
 from harness.engine.policy import DTPolicy
 from harness.engine.reference import run_reference_episode
 from harness.engine.rollout import EpisodeSpec, run_episodes
 from harness.io.checkpoints import load_checkpoint
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from throughput import ENV_ID, TARGET, hub_size_checkpoint  # noqa: E402
 
 MIN_VS_REFERENCE = 2.0
 """Gate on shipped / reference. Set from what holds on every CPU measured (the manual's Speed page):
@@ -155,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     ok_stock = vs_stock_all >= args.min_vs_stock
     m = machine()
     meta = {
-        "command": "python benchmarks/speed_gate.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": "python -m benchmarks.speed.gate " + " ".join(sys.argv[1:] if argv is None else argv),
         "machine": m,
         "machine_line": machine_line(m),
         "versions": versions(),

@@ -3,7 +3,7 @@
 They exercise the whole pipeline offline (tests, the example figure); they are untrained and
 their returns mean nothing.
 
-    python benchmarks/tiny_checkpoints.py /tmp/tiny   # writes /tmp/tiny/{hopper,walker2d,halfcheetah}
+    python -m benchmarks.tools.tiny_checkpoints /tmp/tiny   # writes /tmp/tiny/{hopper,walker2d,halfcheetah}
 """
 
 from __future__ import annotations

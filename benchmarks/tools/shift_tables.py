@@ -4,7 +4,7 @@ Rewrites the block between the ``begin shift table`` / ``end shift table`` marke
 ``docs/shift.md`` from ``results/shift/<axis>/robustness.csv`` and ``calibration.csv`` (made by
 the commands on that page). ``tests/test_docs.py`` checks that the page is current.
 
-    python benchmarks/shift_tables.py
+    python -m benchmarks.tools.shift_tables
 """
 
 from __future__ import annotations
@@ -14,10 +14,9 @@ from pathlib import Path
 
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from doc_tables import fill, write  # noqa: E402
+from benchmarks.tools.doc_tables import fill, write
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PAGE = ROOT / "docs" / "shift.md"
 AXES = ("obs_noise", "act_noise", "mass", "friction", "gravity", "version")
 ENVS = ("hopper", "walker2d", "halfcheetah")

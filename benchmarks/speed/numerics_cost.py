@@ -9,7 +9,7 @@ spread, and the wall times beside them. The sweep: the three embedded checkpoint
 episodes each, fp32, the default slots and threads. ``pinned`` is the default mode; the issue's
 bars: default within 1.10x of ``native``, ``pinned`` within 1.30x of ``local``.
 
-    python benchmarks/numerics_cost.py              # writes results/benchmarks/numerics_cost.{csv,json}
+    python -m benchmarks.speed.numerics_cost              # writes results/benchmarks/numerics_cost.{csv,json}
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import pandas as pd
 
 from harness.core.provenance import machine, machine_line, versions
 
-OUT = Path(__file__).resolve().parents[1] / "results" / "benchmarks"
+OUT = Path(__file__).resolve().parents[2] / "results" / "benchmarks"
 MODES = ("native", "local", "pinned")
 SWEEP = ["--envs", "hopper", "walker2d", "halfcheetah", "--num-targets", "2", "--episodes", "4", "--no-progress"]
 
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     df.to_csv(args.out / "numerics_cost.csv", index=False)
     meta = {
-        "command": "python benchmarks/numerics_cost.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": "python -m benchmarks.speed.numerics_cost " + " ".join(argv if argv is not None else sys.argv[1:]),
         "sweep": "python -m harness.sweep " + " ".join(SWEEP) + " --numerics MODE",
         "cpu_time_vs_native": summary,
         "pinned_vs_local": {

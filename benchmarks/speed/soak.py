@@ -8,8 +8,8 @@ peak RSS of its last quarter exceeds that of its first quarter by less than 5%, 
 ``episodes.csv`` holds every episode exactly once. The finishing phase (summary, bootstrap,
 figures: matplotlib's import alone is tens of MB) is a one-time cost, reported separately.
 
-    python benchmarks/soak.py                       # 4 targets x 1000 episodes
-    python benchmarks/soak.py --episodes 250        # shorter
+    python -m benchmarks.speed.soak                       # 4 targets x 1000 episodes
+    python -m benchmarks.speed.soak --episodes 250        # shorter
 
 Writes ``results/benchmarks/soak.json`` (and ``soak_rss.csv``, the samples).
 """
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     growth = 100 * (last / first - 1)
     ok = growth < 5.0 and len(written) == unique == expected
     report = {
-        "command": " ".join(["python benchmarks/soak.py", *(sys.argv[1:] if argv is None else argv)]),
+        "command": " ".join(["python -m benchmarks.speed.soak", *(sys.argv[1:] if argv is None else argv)]),
         "episodes_expected": expected,
         "episodes_written": len(written),
         "episodes_unique": unique,

@@ -5,7 +5,7 @@ Rewrites the blocks between the ``begin ... table`` / ``end ... table`` markers 
 the probe numbers from ``results/probe/<env>/probe.csv`` and ``probe_attention.csv``.
 ``tests/test_docs.py`` checks that the page is current.
 
-    python benchmarks/return_token_tables.py
+    python -m benchmarks.tools.return_token_tables
 """
 
 from __future__ import annotations
@@ -15,10 +15,9 @@ from pathlib import Path
 
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from doc_tables import fill, write  # noqa: E402
+from benchmarks.tools.doc_tables import fill, write
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PAGE = ROOT / "docs" / "return-token.md"
 ENVS = ("hopper", "walker2d", "halfcheetah")
 

@@ -1,0 +1,1 @@
+"""Speed: ratios against a baseline measured in the same run, the machine named."""

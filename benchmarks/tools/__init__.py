@@ -1,0 +1,1 @@
+"""Generators: the manual's tables, the model cards, test fixtures."""
